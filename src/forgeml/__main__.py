@@ -1,0 +1,5 @@
+"""``python -m forgeml`` runs the command line."""
+
+from forgeml.cli import main
+
+main()

@@ -1,0 +1,86 @@
+"""The process's connections to its stores, opened lazily from the settings.
+
+Nothing here runs at import time: ``import forgeml`` stays cheap, and the first call
+that needs the database opens it (creating the schema if the database is empty).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from forgeml import config
+
+if TYPE_CHECKING:
+    from forgeml.artifacts import ArtifactStore
+    from forgeml.store import Database
+    from forgeml.store.datasets import DatasetRepository
+    from forgeml.store.lineage import LineageRepository
+    from forgeml.store.models import ModelRepository
+    from forgeml.store.runs import RunRepository
+
+_lock = threading.RLock()
+_state: dict[str, Any] = {}
+T = TypeVar("T")
+
+
+def _get(name: str, factory: Callable[[], T]) -> T:
+    """The process-wide instance ``name``, made by ``factory`` on first use."""
+    value = _state.get(name)
+    if value is None:
+        with _lock:
+            value = _state.get(name)
+            if value is None:
+                value = factory()
+                _state[name] = value
+    return cast(T, value)
+
+
+def database() -> Database:
+    from forgeml.store import Database
+
+    return _get("database", lambda: Database(config.settings().db_url))
+
+
+def artifact_store() -> ArtifactStore:
+    from forgeml.artifacts import ArtifactStore
+
+    return _get("artifacts", lambda: ArtifactStore(config.settings().artifacts_url))
+
+
+def runs() -> RunRepository:
+    from forgeml.store.runs import RunRepository
+
+    return _get("runs", lambda: RunRepository(database()))
+
+
+def models() -> ModelRepository:
+    from forgeml.store.models import ModelRepository
+
+    return _get("models", lambda: ModelRepository(database()))
+
+
+def lineage() -> LineageRepository:
+    from forgeml.store.lineage import LineageRepository
+
+    return _get("lineage", lambda: LineageRepository(database()))
+
+
+def datasets() -> DatasetRepository:
+    from forgeml.store.datasets import DatasetRepository
+
+    return _get("datasets", lambda: DatasetRepository(database()))
+
+
+def reset() -> None:
+    """Close connections and forget them; the next call reopens from fresh settings."""
+    from forgeml.tracking import fluent
+
+    fluent.shutdown_writer()
+    with _lock:
+        db = _state.get("database")
+        _state.clear()
+    if db is not None:
+        db.dispose()
+    config.settings.cache_clear()

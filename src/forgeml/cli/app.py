@@ -1,0 +1,28 @@
+"""The root command and its sub-commands (imported lazily by the entry point)."""
+
+from __future__ import annotations
+
+import typer
+
+from forgeml.cli import data, db, models, runs
+
+app = typer.Typer(
+    name="forgeml",
+    help="forgeml: version data, track experiments, register models and trace their lineage.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
+app.add_typer(data.app, name="data")
+app.add_typer(db.app, name="db")
+
+
+@app.command()
+def version() -> None:
+    """Print the forgeml version."""
+    from forgeml import __version__
+
+    typer.echo(__version__)

@@ -1,0 +1,262 @@
+"""The metadata tables, as SQLAlchemy Core objects.
+
+This module is what queries are written against; the Alembic revisions under
+``migrations/versions`` create the same tables, and a test proves the two agree.
+Timestamps are seconds since the epoch as double precision: one type on every backend,
+cheap to compare, and exact enough for ordering events within a run.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# A 64-bit identity on PostgreSQL that is still SQLite's fast rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("description", Text),
+    Column("created_at", Float, nullable=False),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("body", JSON, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False),
+    Column("parent_id", String(32), ForeignKey("runs.id"), index=True),
+    Column("name", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("user", String(256), nullable=False),
+    Column("start_time", Float, nullable=False),
+    Column("end_time", Float),
+    Column("error", Text),
+    Column("git_sha", String(40)),
+    Column("git_dirty", Boolean),
+    Column("command", Text),
+    Column("host", String(256)),
+    Column("environment_digest", String(64), ForeignKey("environments.digest")),
+    Column("system", JSON),
+    Index(None, "experiment_id", "start_time"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+)
+
+# Every logged value, in order; NaN is stored as NULL because SQLite cannot hold it.
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Column("value", Float),
+    Index(None, "run_id", "key", "step"),
+)
+
+# The value at the highest step (then latest time) per run and key: what searches filter on.
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Column("value", Float),
+    PrimaryKeyConstraint("run_id", "key"),
+    Index(None, "key", "value"),
+)
+
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("run_id", "path"),
+)
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("description", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("registered_models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id"), index=True),
+    Column("flavor", String(64), nullable=False),
+    Column("manifest_digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("signature", JSON),
+    Column("description", Text),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    UniqueConstraint("model_id", "version"),
+)
+
+model_tags = Table(
+    "model_tags",
+    metadata,
+    Column("model_id", Integer, ForeignKey("registered_models.id"), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("model_id", "key"),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column("version_id", Integer, ForeignKey("model_versions.id"), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("version_id", "key"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model_id", Integer, ForeignKey("registered_models.id"), nullable=False),
+    Column("alias", String(128), nullable=False),
+    Column("version_id", Integer, ForeignKey("model_versions.id"), nullable=False),
+    PrimaryKeyConstraint("model_id", "alias"),
+)
+
+# Append-only: every move of an alias, with who made it and when.
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("registered_models.id"), nullable=False),
+    Column("alias", String(128), nullable=False),
+    Column("from_version", Integer),
+    Column("to_version", Integer),
+    Column("actor", String(256), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("reason", Text),
+    Index(None, "model_id", "at"),
+)
+
+# Generic provenance: "dataset_version x -> run y", "run y -> model_version z", ...
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("src_type", String(64), nullable=False),
+    Column("src_id", String(256), nullable=False),
+    Column("dst_type", String(64), nullable=False),
+    Column("dst_id", String(256), nullable=False),
+    Column("relation", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("properties", JSON),
+    UniqueConstraint("src_type", "src_id", "dst_type", "dst_id", "relation"),
+    Index(None, "dst_type", "dst_id"),
+)
+
+# Datasets: a version is immutable Parquet in the artifact store, named by its sha256.
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("description", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dataset_id", Integer, ForeignKey("datasets.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("row_count", BigInteger, nullable=False),
+    Column("columns", JSON, nullable=False),
+    Column("source", JSON, nullable=False),
+    Column("profile", JSON),
+    Column("run_id", String(32), ForeignKey("runs.id")),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    UniqueConstraint("dataset_id", "version"),
+    UniqueConstraint("dataset_id", "digest"),
+)
+
+# Every validation of a dataset version: the suite as run and each check's outcome.
+validations = Table(
+    "validations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("dataset_version_id", Integer, ForeignKey("dataset_versions.id"), nullable=False),
+    Column("suite", String(256), nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("warnings", Integer, nullable=False),
+    Column("result", JSON, nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id")),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Index(None, "dataset_version_id", "created_at"),
+)

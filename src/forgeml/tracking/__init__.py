@@ -1,0 +1,47 @@
+"""Experiment tracking: runs, params, metrics, tags, artifacts, resource use, search."""
+
+from forgeml.tracking.active_run import ActiveRun
+from forgeml.tracking.fluent import (
+    RunPage,
+    active_run,
+    download_artifact,
+    end_run,
+    flush,
+    get_metric_history,
+    get_run,
+    list_artifacts,
+    log_artifact,
+    log_dict,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    log_text,
+    search_runs,
+    set_tag,
+    set_tags,
+    start_run,
+)
+
+__all__ = [
+    "ActiveRun",
+    "RunPage",
+    "active_run",
+    "download_artifact",
+    "end_run",
+    "flush",
+    "get_metric_history",
+    "get_run",
+    "list_artifacts",
+    "log_artifact",
+    "log_dict",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_text",
+    "search_runs",
+    "set_tag",
+    "set_tags",
+    "start_run",
+]

@@ -1,0 +1,105 @@
+"""Shared fixtures: an isolated forgeml home per test, and real database backends.
+
+PostgreSQL tests run against the server named by ``FORGEML_TEST_POSTGRES_URL``
+(default: the local server, database ``test``). Each test gets a schema of its own,
+dropped afterwards. Without a server the tests skip, except under ``CI=true``, where a
+missing server is a failure: a backend that silently stops being tested is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from forgeml import backend
+
+POSTGRES_URL = os.environ.get("FORGEML_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+_CLEAR = (
+    "FORGEML_HOME",
+    "FORGEML_DB_URL",
+    "FORGEML_ARTIFACTS_URL",
+    "FORGEML_USER",
+    "FORGEML_FLUSH_INTERVAL",
+    "FORGEML_FLUSH_SIZE",
+    "FORGEML_MONITOR_INTERVAL",
+)
+
+
+def _postgres_available() -> str | None:
+    """None if the server answers, else the reason it does not."""
+    import psycopg
+
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3):
+            return None
+    except Exception as exc:
+        return str(exc).strip().splitlines()[0]
+
+
+def require_postgres() -> None:
+    reason = _postgres_available()
+    if reason is None:
+        return
+    message = f"PostgreSQL at {POSTGRES_URL} is not reachable: {reason}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: PostgreSQL tests must run)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_schema_url() -> Iterator[str]:
+    """A database URL whose search_path is a fresh, empty schema."""
+    require_postgres()
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    url = f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+    try:
+        yield url
+    finally:
+        backend.reset()
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty forgeml home, with no user or project file in the way, as the cwd."""
+    for name in _CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    forgeml_home = tmp_path / "home"
+    monkeypatch.setenv("FORGEML_HOME", str(forgeml_home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("FORGEML_USER", "tester")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    backend.reset()
+    yield forgeml_home
+    backend.reset()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_backend(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs the test once on SQLite and once on PostgreSQL; returns the backend name."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_schema_url")
+        monkeypatch.setenv("FORGEML_DB_URL", url)
+        backend.reset()
+    return str(request.param)
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable
