@@ -19,6 +19,7 @@ import pytest
 
 from forgeml import backend
 
+REDIS_URL = os.environ.get("FORGEML_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("FORGEML_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -26,6 +27,7 @@ _CLEAR = (
     "FORGEML_HOME",
     "FORGEML_DB_URL",
     "FORGEML_ARTIFACTS_URL",
+    "FORGEML_ONLINE_URL",
     "FORGEML_USER",
     "FORGEML_FLUSH_INTERVAL",
     "FORGEML_FLUSH_SIZE",
@@ -71,6 +73,44 @@ def postgres_schema_url() -> Iterator[str]:
         backend.reset()
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def require_redis() -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+        return
+    except redis.RedisError as exc:
+        message = f"Redis at {REDIS_URL} is not reachable: {exc}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: Redis tests must run)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def redis_online_url() -> Iterator[str]:
+    """An online-store URL on the local Redis with a key prefix of its own, removed afterwards."""
+    require_redis()
+    from forgeml.features.online_store import RedisOnlineStore
+
+    url = f"{REDIS_URL}?prefix=t{uuid.uuid4().hex[:12]}:"
+    yield url
+    backend.reset()
+    store = RedisOnlineStore(url)
+    store.clear()
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def online_backend(
+    request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Runs the test once with the SQLite online store and once with Redis."""
+    if request.param == "redis":
+        monkeypatch.setenv("FORGEML_ONLINE_URL", request.getfixturevalue("redis_online_url"))
+        backend.reset()
+    return str(request.param)
 
 
 @pytest.fixture

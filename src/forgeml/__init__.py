@@ -52,6 +52,10 @@ _EXPORTS: dict[str, str] = {
     "lineage": "forgeml.lineage_graph",
     # data
     "Dataset": "forgeml.data.dataset",
+    # features
+    "Entity": "forgeml.features.definitions",
+    "FeatureView": "forgeml.features.definitions",
+    "OnDemandFeatureView": "forgeml.features.definitions",
     # records and errors users catch or annotate with
     "Run": "forgeml.store.records",
     "RunStatus": "forgeml.store.records",
@@ -59,12 +63,14 @@ _EXPORTS: dict[str, str] = {
     "ForgeMLError": "forgeml.errors",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__", "data"])
+_SUBPACKAGES = ("data", "features")
+
+__all__ = sorted([*_EXPORTS, "__version__", *_SUBPACKAGES])
 
 
 def __getattr__(name: str) -> Any:
-    if name == "data":  # the sub-package, for fm.data.Suite and friends
-        return importlib.import_module("forgeml.data")
+    if name in _SUBPACKAGES:  # fm.data.Suite, fm.features.training_frame and friends
+        return importlib.import_module(f"forgeml.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'forgeml' has no attribute {name!r}")
@@ -78,9 +84,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - gives type checkers and IDEs the real signatures
-    from forgeml import data as data
+    from forgeml import data as data, features as features
     from forgeml.data.dataset import Dataset as Dataset
     from forgeml.errors import ForgeMLError as ForgeMLError
+    from forgeml.features.definitions import (
+        Entity as Entity,
+        FeatureView as FeatureView,
+        OnDemandFeatureView as OnDemandFeatureView,
+    )
     from forgeml.lineage_graph import lineage as lineage
     from forgeml.registry.api import (
         alias_history as alias_history,

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from forgeml.artifacts import ArtifactStore
     from forgeml.store import Database
     from forgeml.store.datasets import DatasetRepository
+    from forgeml.store.features import FeatureRepository
     from forgeml.store.lineage import LineageRepository
     from forgeml.store.models import ModelRepository
     from forgeml.store.runs import RunRepository
@@ -73,11 +74,20 @@ def datasets() -> DatasetRepository:
     return _get("datasets", lambda: DatasetRepository(database()))
 
 
+def features() -> FeatureRepository:
+    from forgeml.store.features import FeatureRepository
+
+    return _get("features", lambda: FeatureRepository(database()))
+
+
 def reset() -> None:
     """Close connections and forget them; the next call reopens from fresh settings."""
     from forgeml.tracking import fluent
 
     fluent.shutdown_writer()
+    from forgeml.features.online_store import close_default_stores
+
+    close_default_stores()
     with _lock:
         db = _state.get("database")
         _state.clear()

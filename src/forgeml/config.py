@@ -33,6 +33,7 @@ class Settings:
     home: Path
     db_url: str
     artifacts_url: str
+    online_url: str
     user: str
     flush_interval: float
     flush_size: int
@@ -134,6 +135,28 @@ def normalize_artifacts_url(key: str, value: Any, where: str, base: Path) -> str
     return text.rstrip("/")
 
 
+def normalize_online_url(key: str, value: Any, where: str, base: Path) -> str:
+    """The online feature store: a SQLite file (embedded default) or a Redis server."""
+    text = _text(key, value, where)
+    match = _URL_SCHEME.match(text)
+    scheme = match.group(1).lower() if match else ""
+    if scheme in ("redis", "rediss", "unix"):
+        return text
+    if scheme == "sqlite":
+        rest = text[match.end() :] if match else ""
+        path = rest[1:] if rest.startswith("/") else ""
+        if path in ("", ":memory:"):
+            raise ConfigError(
+                f"{key}={text!r} ({where}): the online store must be a file that every "
+                "process can open (sqlite:///PATH)"
+            )
+        return "sqlite:///" + str((base / Path(path).expanduser()).resolve())
+    raise ConfigError(
+        f"{key}={text!r} ({where}): unsupported online store "
+        "(expected sqlite:///PATH or redis://HOST:PORT/DB)"
+    )
+
+
 @dataclass(frozen=True)
 class _Key:
     env: str
@@ -145,6 +168,7 @@ _KEYS: dict[str, _Key] = {
     "home": _Key("FORGEML_HOME", _path, needs_base=True),
     "db_url": _Key("FORGEML_DB_URL", normalize_db_url, needs_base=True),
     "artifacts_url": _Key("FORGEML_ARTIFACTS_URL", normalize_artifacts_url, needs_base=True),
+    "online_url": _Key("FORGEML_ONLINE_URL", normalize_online_url, needs_base=True),
     "user": _Key("FORGEML_USER", _text),
     "flush_interval": _Key("FORGEML_FLUSH_INTERVAL", _positive_float),
     "flush_size": _Key("FORGEML_FLUSH_SIZE", _positive_int),
@@ -216,6 +240,7 @@ def resolve(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -
     for name, default in {
         "db_url": f"sqlite:///{home / 'forgeml.db'}",
         "artifacts_url": str(home / "artifacts"),
+        "online_url": f"sqlite:///{home / 'online.db'}",
         "user": _default_user(),
         "flush_interval": 1.0,
         "flush_size": 5000,
@@ -229,6 +254,7 @@ def resolve(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -
         home=home,
         db_url=values["db_url"],
         artifacts_url=values["artifacts_url"],
+        online_url=values["online_url"],
         user=values["user"],
         flush_interval=values["flush_interval"],
         flush_size=values["flush_size"],

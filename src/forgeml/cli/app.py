@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from forgeml.cli import data, db, models, runs
+from forgeml.cli import data, db, features, models, runs
 
 app = typer.Typer(
     name="forgeml",
-    help="forgeml: version data, track experiments, register models and trace their lineage.",
+    help=(
+        "forgeml: version data, serve features, track experiments, register models "
+        "and trace their lineage."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -17,6 +20,7 @@ app = typer.Typer(
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
+app.add_typer(features.app, name="features")
 app.add_typer(db.app, name="db")
 
 

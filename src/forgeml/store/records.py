@@ -179,3 +179,37 @@ class ValidationRecord:
     run_id: str | None
     created_at: float
     created_by: str
+
+
+@dataclass(frozen=True)
+class FeatureViewVersionRecord:
+    """One immutable version of a feature view's definition, as registered."""
+
+    id: int
+    name: str
+    kind: str
+    version: int
+    digest: str
+    definition: dict[str, Any]
+    code_hash: str | None
+    created_at: float
+    created_by: str
+
+
+@dataclass(frozen=True)
+class MaterializationRecord:
+    """One run of materialization: which rows of a view version went into which store."""
+
+    id: int
+    view: str
+    view_version: int
+    online_store: str
+    start_time: float | None
+    end_time: float
+    full: bool
+    rows_read: int
+    entities_written: int
+    seconds: float
+    run_id: str | None
+    created_at: float
+    created_by: str

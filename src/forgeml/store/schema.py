@@ -260,3 +260,60 @@ validations = Table(
     Column("created_by", String(256), nullable=False),
     Index(None, "dataset_version_id", "created_at"),
 )
+
+# Feature store: entities, feature views and their immutable versions, materializations.
+feature_entities = Table(
+    "feature_entities",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("join_keys", JSON, nullable=False),
+    Column("description", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+feature_views = Table(
+    "feature_views",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+feature_view_versions = Table(
+    "feature_view_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("view_id", Integer, ForeignKey("feature_views.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("code_hash", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    UniqueConstraint("view_id", "version"),
+    UniqueConstraint("view_id", "digest"),
+)
+
+# One row per materialization of a view version into an online store; the newest
+# successful one per (version, store) is the watermark an incremental run starts from.
+feature_materializations = Table(
+    "feature_materializations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("view_version_id", Integer, ForeignKey("feature_view_versions.id"), nullable=False),
+    Column("online_store", String(512), nullable=False),
+    Column("start_time", Float),
+    Column("end_time", Float, nullable=False),
+    Column("full", Boolean, nullable=False),
+    Column("rows_read", BigInteger, nullable=False),
+    Column("entities_written", BigInteger, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id")),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Index(None, "view_version_id", "online_store", "end_time"),
+)
