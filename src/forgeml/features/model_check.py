@@ -21,7 +21,7 @@ def model_feature_views(model: Any) -> list[tuple[str, int]]:
     """(view, version) pairs a model version was trained on, from its lineage."""
     from forgeml.lineage_graph import lineage
 
-    graph = lineage(model, "up", depth=3)
+    graph = lineage(model, "up")
     found: list[tuple[str, int]] = []
     for _kind, ref in graph.upstream("feature_view_version"):
         name, _, version = ref.rpartition("/")
