@@ -20,7 +20,7 @@ import orjson
 from forgeml import backend, config
 from forgeml.errors import InvalidArgumentError
 from forgeml.features.definitions import AnyView
-from forgeml.features.offline import _connection, _family, literal, offline_table, quote
+from forgeml.features.offline import _connection, _family, offline_table, quote
 from forgeml.features.online_store import KeyCodec, OnlineStore, open_store
 from forgeml.features.registry import ViewVersion, as_version
 
@@ -118,7 +118,7 @@ def _materialize_one(
         latest = ", ".join(f"arg_max({quote(f)}, __fm_ts) AS {quote(f)}" for f in features)
         query = (
             f"SELECT {key_list}, epoch_us(max(__fm_ts)) AS __fm_us, count(*) AS __fm_n, {latest} "
-            f"FROM read_parquet({literal(str(built.path))}) WHERE {where} GROUP BY {key_list}"
+            f"FROM ({built.sql}) WHERE {where} GROUP BY {key_list}"
         )
         codec = KeyCodec(tuple(keys), tuple(_family(built.types[k]) for k in keys))
         connection = _connection()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,12 +44,19 @@ def literal(text: str) -> str:
 
 @dataclass(frozen=True)
 class OfflineTable:
-    """A built offline table: where it is and the DuckDB types of its columns."""
+    """A view version's rows, ready to join: ``sql`` selects keys, ``__fm_ts`` and features.
 
-    path: Path
-    rows: int
+    Without a transform and without ties, the rows are read straight from the source
+    files; otherwise from a Parquet file built once, where ties are already settled.
+    """
+
+    sql: str
     types: dict[str, str]
     datasets: list[str] = field(default_factory=list)  # "name/version" of dataset sources
+
+    def relation_sql(self, columns: Sequence[str]) -> str:
+        selected = ", ".join(c if c == "__fm_ts" else quote(c) for c in columns)
+        return f"SELECT {selected} FROM ({self.sql})"
 
 
 @dataclass
@@ -209,7 +216,11 @@ def _to_arrow(value: Any, where: str) -> pa.Table:
 
 
 def offline_table(version: ViewVersion) -> OfflineTable:
-    """The built offline table of ``version`` (built now if its inputs changed)."""
+    """The rows of ``version`` as of its source's current content (built if needed).
+
+    The checks that decide how to read them (columns, types, whether two rows share
+    keys and time) run once per view digest and source content, and are cached.
+    """
     from forgeml.data.dataset import _record_use
 
     if version.kind != "batch":
@@ -218,13 +229,17 @@ def offline_table(version: ViewVersion) -> OfflineTable:
     source = _open_source(version.definition["source"], where)
     for dataset in source.datasets:
         _record_use(dataset)
-    key = hashlib.sha256(f"{version.record.digest}\n{source.fingerprint}".encode()).hexdigest()
-    path = _cache_dir() / f"{key}.parquet"
-    meta_path = path.with_suffix(".json")
     dataset_refs = [f"{d.name}/{d.version}" for d in source.datasets]
-    if path.is_file() and meta_path.is_file():
+    key = hashlib.sha256(f"{version.record.digest}\n{source.fingerprint}".encode()).hexdigest()
+    meta_path = _cache_dir() / f"{key}.json"
+    built_path = _cache_dir() / f"{key}.parquet"
+    if meta_path.is_file():
         meta = orjson.loads(meta_path.read_bytes())
-        return OfflineTable(path, meta["rows"], meta["types"], dataset_refs)
+        if meta["mode"] == "direct":
+            return OfflineTable(_rows_sql(version, source.sql), meta["types"], dataset_refs)
+        if built_path.is_file():
+            sql = _rows_sql(version, _file_sql(built_path))
+            return OfflineTable(sql, meta["types"], dataset_refs)
     connection = _connection()
     transformed: Path | None = None
     try:
@@ -232,17 +247,66 @@ def offline_table(version: ViewVersion) -> OfflineTable:
         transform = version.transform()
         if transform is not None:
             transformed = _apply_transform(connection, sql, transform, where)
-            sql = (
-                f"SELECT *, 0 AS __fm_file, __fm_rownum "
-                f"FROM read_parquet({literal(str(transformed))})"
-            )
-        built = _build(connection, sql, version, path, where)
-        meta_path.write_bytes(orjson.dumps({"rows": built.rows, "types": built.types}))
-        return OfflineTable(path, built.rows, built.types, dataset_refs)
+            sql = _file_sql(transformed)
+        types = _check_columns(connection, sql, version, where)
+        rows_sql = _rows_sql(version, sql)
+        if transformed is None and not _has_ties(connection, rows_sql, version):
+            mode = "direct"
+        else:
+            _build(connection, sql, version, built_path)
+            rows_sql = _rows_sql(version, _file_sql(built_path))
+            mode = "built"
+        meta_path.write_bytes(orjson.dumps({"mode": mode, "types": types}))
+        return OfflineTable(rows_sql, types, dataset_refs)
     finally:
         connection.close()
         if transformed is not None:
             transformed.unlink(missing_ok=True)
+
+
+def _file_sql(path: Path) -> str:
+    return (
+        f"SELECT * EXCLUDE (__fm_rownum), 0 AS __fm_file, __fm_rownum "
+        f"FROM read_parquet({literal(str(path))})"
+    )
+
+
+def _rows_sql(version: ViewVersion, sql: str) -> str:
+    """Keys, the time as UTC ``TIMESTAMP`` named ``__fm_ts``, and the features."""
+    definition = version.definition
+    keys: list[str] = list(definition["join_keys"])
+    ts: str = definition["timestamp_field"]
+    selected = ", ".join(
+        [*(quote(k) for k in keys), f"CAST({quote(ts)} AS TIMESTAMP) AS __fm_ts"]
+        + [quote(f) for f in definition["features"]]
+    )
+    not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in [*keys, ts])
+    return f"SELECT {selected} FROM ({sql}) WHERE {not_null}"
+
+
+def _check_columns(
+    connection: duckdb.DuckDBPyConnection, sql: str, version: ViewVersion, where: str
+) -> dict[str, str]:
+    definition = version.definition
+    columns = _columns(connection, sql)
+    what = "the transform's output" if definition.get("transform") else "the source"
+    _require(
+        columns,
+        [*definition["join_keys"], definition["timestamp_field"], *definition["features"]],
+        where,
+        what,
+    )
+    _check_time(columns, definition["timestamp_field"], where)
+    return {k: v for k, v in columns.items() if not k.startswith("__fm_")}
+
+
+def _has_ties(connection: duckdb.DuckDBPyConnection, rows_sql: str, version: ViewVersion) -> bool:
+    """Whether two rows share keys and time (then the last in the source must win)."""
+    keys = ", ".join(quote(k) for k in version.join_keys)
+    found = connection.sql(
+        f"SELECT count(*) - count(DISTINCT ({keys}, __fm_ts)) FROM ({rows_sql})"
+    ).fetchall()
+    return bool(found[0][0])
 
 
 def _apply_transform(
@@ -287,51 +351,28 @@ def _apply_transform(
     return target
 
 
-@dataclass(frozen=True)
-class _Built:
-    rows: int
-    types: dict[str, str]
-
-
 def _build(
-    connection: duckdb.DuckDBPyConnection,
-    sql: str,
-    version: ViewVersion,
-    path: Path,
-    where: str,
-) -> _Built:
+    connection: duckdb.DuckDBPyConnection, sql: str, version: ViewVersion, path: Path
+) -> None:
+    """Rows with ties settled (the last in source order wins), written once to Parquet."""
     definition = version.definition
     keys: list[str] = list(definition["join_keys"])
     ts: str = definition["timestamp_field"]
-    features: list[str] = list(definition["features"])
-    columns = _columns(connection, sql)
-    what = "the transform's output" if definition.get("transform") else "the source"
-    _require(columns, [*keys, ts, *features], where, what)
-    _check_time(columns, ts, where)
     key_list = ", ".join(quote(k) for k in keys)
-    not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in [*keys, ts])
-    selected = ", ".join(
-        [key_list, f"CAST({quote(ts)} AS TIMESTAMP) AS __fm_ts"] + [quote(f) for f in features]
-    )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     query = (
-        f"SELECT {selected} FROM ({sql}) WHERE {not_null} "
+        f"SELECT * EXCLUDE (__fm_file, __fm_rownum), 0 AS __fm_rownum FROM ({sql}) "
         f"QUALIFY row_number() OVER (PARTITION BY {key_list}, CAST({quote(ts)} AS TIMESTAMP) "
-        f"ORDER BY __fm_file DESC, __fm_rownum DESC) = 1 "
-        f"ORDER BY {key_list}, __fm_ts"
+        f"ORDER BY __fm_file DESC, __fm_rownum DESC) = 1"
     )
     try:
         connection.execute(
             f"COPY ({query}) TO {literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
         )
-        rows_row = connection.sql(f"SELECT count(*) FROM read_parquet({literal(str(tmp))})")
-        rows = int(rows_row.fetchall()[0][0])
-        types = _columns(connection, f"SELECT * FROM read_parquet({literal(str(tmp))})")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return _Built(rows, types)
 
 
 # -- training frames ------------------------------------------------------------------
@@ -455,15 +496,12 @@ def training_frame(
             alias = f"__fm_v{index}"
             keys = version.join_keys
             _check_keys(version, keys, entity_types, built.types)
-            inner = ", ".join([*(quote(k) for k in keys), "__fm_ts", *(quote(n) for n in names)])
+            inner = built.relation_sql([*keys, "__fm_ts", *names])
             condition = " AND ".join(
                 [f"e.{quote(k)} = {alias}.{quote(k)}" for k in keys]
                 + [f"e.__fm_event_ts >= {alias}.__fm_ts"]
             )
-            joins.append(
-                f"ASOF LEFT JOIN (SELECT {inner} FROM read_parquet({literal(str(built.path))})) "
-                f"{alias} ON {condition}"
-            )
+            joins.append(f"ASOF LEFT JOIN ({inner}) {alias} ON {condition}")
             ttl = version.ttl_seconds
             for name in names:
                 expr = f"{alias}.{quote(name)}"
@@ -567,16 +605,3 @@ def _convert(table: pa.Table, kind: str, lineage: FrameLineage) -> Any:
     frame = table.to_pandas()
     frame.attrs["forgeml"] = {"feature_views": lineage.views, "datasets": lineage.datasets}
     return frame
-
-
-def iter_batches(path: Path, sql_filter: str, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
-    """Rows of an offline table matching ``sql_filter``, streamed."""
-    connection = _connection()
-    try:
-        selected = ", ".join(quote(c) for c in columns)
-        relation = connection.sql(
-            f"SELECT {selected} FROM read_parquet({literal(str(path))}) WHERE {sql_filter}"
-        )
-        yield from relation.to_arrow_reader(_BATCH_ROWS)
-    finally:
-        connection.close()

@@ -304,7 +304,13 @@ feature_materializations = Table(
     "feature_materializations",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("view_version_id", Integer, ForeignKey("feature_view_versions.id"), nullable=False),
+    Column(
+        "view_version_id",
+        Integer,
+        # named by hand: the generated name passes PostgreSQL's 63-character limit
+        ForeignKey("feature_view_versions.id", name="fk_feature_materializations_view_version"),
+        nullable=False,
+    ),
     Column("online_store", String(512), nullable=False),
     Column("start_time", Float),
     Column("end_time", Float, nullable=False),
@@ -315,5 +321,10 @@ feature_materializations = Table(
     Column("run_id", String(32), ForeignKey("runs.id")),
     Column("created_at", Float, nullable=False),
     Column("created_by", String(256), nullable=False),
-    Index(None, "view_version_id", "online_store", "end_time"),
+    Index(
+        "ix_feature_materializations_version_store_end",
+        "view_version_id",
+        "online_store",
+        "end_time",
+    ),
 )

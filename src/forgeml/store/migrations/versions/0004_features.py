@@ -75,14 +75,14 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["view_version_id"],
             ["feature_view_versions.id"],
-            name="fk_feature_materializations_view_version_id_feature_view_versions",
+            name="fk_feature_materializations_view_version",
         ),
         sa.ForeignKeyConstraint(
             ["run_id"], ["runs.id"], name="fk_feature_materializations_run_id_runs"
         ),
     )
     op.create_index(
-        "ix_feature_materializations_view_version_id_online_store_end_time",
+        "ix_feature_materializations_version_store_end",
         "feature_materializations",
         ["view_version_id", "online_store", "end_time"],
     )
