@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+import weakref
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,27 @@ import orjson
 
 from forgeml.errors import InvalidArgumentError, NotFoundError
 from forgeml.features.cache import FeatureCache
-from forgeml.features.online_store import META_KEY, Change, KeyCodec, OnlineStore, open_store
+from forgeml.features.online_store import (
+    META_KEY,
+    Change,
+    Entry,
+    KeyCodec,
+    OnlineStore,
+    meta_name,
+    open_store,
+)
 
 _SERVED_SAMPLE = 1000
+_clients: weakref.WeakSet[FeatureClient] = weakref.WeakSet()
+_clients_lock = threading.Lock()
+
+
+def announce(store_url: str, changes: list[Change]) -> None:
+    """Tell this process's clients of a store about changes at once, not after pub/sub."""
+    with _clients_lock:
+        clients = [c for c in _clients if c.store.url == store_url]
+    for client in clients:
+        client._on_changes(changes)
 
 
 @dataclass(frozen=True)
@@ -34,6 +53,36 @@ class _ViewMeta:
     codec: KeyCodec
     ttl_seconds: float | None
     end: float
+    converters: dict[str, Callable[[Any], Any]]  # feature -> JSON value to Python value
+
+
+def _converter(duck_type: str) -> Callable[[Any], Any] | None:
+    """Times and dates travel as ISO text; they come back as the objects training saw."""
+    upper = duck_type.upper()
+    if upper.startswith("TIMESTAMP"):
+        return lambda value: None if value is None else dt.datetime.fromisoformat(value)
+    if upper == "DATE":
+        return lambda value: None if value is None else dt.date.fromisoformat(value)
+    return None
+
+
+def _make_meta(view: str, raw: dict[str, Any]) -> _ViewMeta:
+    features = list(raw["features"])
+    converters: dict[str, Callable[[Any], Any]] = {}
+    for name, duck_type in (raw.get("types") or {}).items():
+        found = _converter(duck_type)
+        if found is not None:
+            converters[name] = found
+    return _ViewMeta(
+        name=view,
+        version=int(raw["version"]),
+        features=features,
+        index={name: i + 1 for i, name in enumerate(features)},
+        codec=KeyCodec(tuple(raw["join_keys"]), tuple(raw["key_kinds"])),
+        ttl_seconds=raw.get("ttl_seconds"),
+        end=float(raw.get("end") or 0.0),
+        converters=converters,
+    )
 
 
 @dataclass(frozen=True)
@@ -63,12 +112,22 @@ class FeatureClient:
         else:
             self.cache = cache or None
         self._meta: dict[str, _ViewMeta] = {}
+        self._version_meta: dict[tuple[str, int], _ViewMeta | None] = {}
         self._plans: dict[tuple[Any, ...], _Plan] = {}
         self._lock = threading.Lock()
         self.served: dict[str, deque[str]] = {}
         self.lookups = 0
         self.rows = 0
-        self._poll = self.store.subscribe(self._on_changes)
+        self._subscription = self.store.subscribe(self._on_changes)
+        self._poll = self._subscription.poll
+        with _clients_lock:
+            _clients.add(self)
+
+    def close(self) -> None:
+        """Stop hearing the store's changes (a pub/sub thread on Redis)."""
+        self._subscription.close()
+        with _clients_lock:
+            _clients.discard(self)
 
     # -- change notifications ---------------------------------------------------------
     def _on_changes(self, changes: list[Change] | None) -> None:
@@ -99,18 +158,20 @@ class FeatureClient:
                 f"feature view {view!r} has not been materialized into the online store "
                 f"{_display(self.store.url)} (run `forgeml features materialize {view}`)"
             )
-        features = list(raw["features"])
-        meta = _ViewMeta(
-            name=view,
-            version=int(raw["version"]),
-            features=features,
-            index={name: i + 1 for i, name in enumerate(features)},
-            codec=KeyCodec(tuple(raw["join_keys"]), tuple(raw["key_kinds"])),
-            ttl_seconds=raw.get("ttl_seconds"),
-            end=float(raw.get("end") or 0.0),
-        )
+        meta = _make_meta(view, raw)
         with self._lock:
             self._meta[view] = meta
+        return meta
+
+    def version_meta(self, view: str, version: int) -> _ViewMeta | None:
+        """The metadata of one version of a view (immutable, so kept for good)."""
+        key = (view, version)
+        if key in self._version_meta:
+            return self._version_meta[key]
+        raw = self.store.get_meta(meta_name(view, version))
+        meta = _make_meta(view, raw) if raw is not None else None
+        with self._lock:
+            self._version_meta[key] = meta
         return meta
 
     def _plan(self, features: Sequence[Any], full_names: bool) -> _Plan:
@@ -230,14 +291,14 @@ class FeatureClient:
             entries = self._entries(view, keys)
             served = self.served.setdefault(view, deque(maxlen=_SERVED_SAMPLE))
             served.extend(keys[:10])
-            positions = [meta.index[name] for name in names]
             fetched: list[list[Any]] = [[] for _ in names]
             for entry in entries:
-                decoded = _decode(entry, meta, now)
-                for slot, position in enumerate(positions):
-                    fetched[slot].append(decoded[position] if decoded is not None else None)
+                row = self._decode(entry, meta, names, now)
+                for slot, value in enumerate(row):
+                    fetched[slot].append(value)
             for name, column in zip(names, fetched, strict=True):
-                values[(view, name)] = column
+                converter = meta.converters.get(name)
+                values[(view, name)] = [converter(v) for v in column] if converter else column
         if plan.on_demand:
             self._on_demand(plan, columns, values, rows)
         output: dict[str, list[Any]] = {name: list(column) for name, column in columns.items()}
@@ -247,6 +308,33 @@ class FeatureClient:
         self.lookups += 1
         self.rows += rows
         return output
+
+    def _decode(
+        self, entry: Entry | None, meta: _ViewMeta, names: list[str], now: float
+    ) -> list[Any]:
+        """The values of ``names`` in one stored entry, null when absent or past its TTL.
+
+        While a new version of a view is being materialized, entries it has written are
+        read with its own metadata. Once it is the current version, entries left by an
+        older version (entities it no longer has) read as null: another definition
+        computed them.
+        """
+        if entry is None:
+            return [None] * len(names)
+        _version, ts, payload = entry
+        decoded: list[Any] = orjson.loads(payload)
+        if decoded[0] == meta.version:
+            written_by: _ViewMeta | None = meta
+        elif decoded[0] > meta.version:
+            written_by = self.version_meta(meta.name, decoded[0])
+        else:
+            written_by = None
+        if written_by is None:
+            return [None] * len(names)
+        if written_by.ttl_seconds is not None and now - ts > written_by.ttl_seconds:
+            return [None] * len(names)
+        index = written_by.index
+        return [decoded[index[name]] if name in index else None for name in names]
 
     def _entries(self, view: str, keys: list[str]) -> list[tuple[int, float, bytes] | None]:
         if self.cache is None:
@@ -312,26 +400,12 @@ def _epoch(value: dt.datetime | float | None) -> float:
     return float(value)
 
 
-def _decode(
-    entry: tuple[int, float, bytes] | None, meta: _ViewMeta, now: float
-) -> list[Any] | None:
-    if entry is None:
-        return None
-    _version, ts, payload = entry
-    if meta.ttl_seconds is not None and now - ts > meta.ttl_seconds:
-        return None
-    decoded: list[Any] = orjson.loads(payload)
-    if decoded[0] != meta.version:  # written by another version of the view: not ours
-        return None
-    return decoded
-
-
 def _columns(
     entities: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
     request: Mapping[str, Sequence[Any]] | None,
 ) -> tuple[dict[str, list[Any]], int]:
     if isinstance(entities, Mapping):
-        columns = {str(k): list(v) if not isinstance(v, str) else [v] for k, v in entities.items()}
+        columns = {str(k): _as_list(v) for k, v in entities.items()}
     else:
         rows = list(entities)
         names: list[str] = []
@@ -341,7 +415,7 @@ def _columns(
     for name, column in (request or {}).items():
         if name in columns:
             raise InvalidArgumentError(f"request field {name!r} is also an entity column")
-        columns[name] = list(column) if not isinstance(column, str) else [column]
+        columns[name] = _as_list(column)
     lengths = {len(v) for v in columns.values()}
     if len(lengths) > 1:
         raise InvalidArgumentError(
@@ -351,6 +425,15 @@ def _columns(
     if not columns:
         raise InvalidArgumentError("no entity keys given")
     return columns, lengths.pop()
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A column of values; a single value (a string, a number) is a column of one."""
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        return [value]
+    if hasattr(value, "tolist"):  # numpy arrays and pandas series
+        return list(value.tolist())
+    return list(value)
 
 
 def _display(url: str) -> str:

@@ -20,8 +20,9 @@ import orjson
 from forgeml import backend, config
 from forgeml.errors import InvalidArgumentError
 from forgeml.features.definitions import AnyView
+from forgeml.features.lookup import announce
 from forgeml.features.offline import _connection, _family, offline_table, quote
-from forgeml.features.online_store import KeyCodec, OnlineStore, open_store
+from forgeml.features.online_store import META_KEY, KeyCodec, OnlineStore, meta_name, open_store
 from forgeml.features.registry import ViewVersion, as_version
 
 Progress = Callable[[str, int, int], None]  # (view, entities written, entities in total)
@@ -115,12 +116,27 @@ def _materialize_one(
         if start_dt is not None:
             where += f" AND __fm_ts > {_timestamp(start_dt)}"
         key_list = ", ".join(quote(k) for k in keys)
-        latest = ", ".join(f"arg_max({quote(f)}, __fm_ts) AS {quote(f)}" for f in features)
+        # arg_max_null: a null in the newest row is the value, not a gap to skip over
+        latest = ", ".join(f"arg_max_null({quote(f)}, __fm_ts) AS {quote(f)}" for f in features)
         query = (
             f"SELECT {key_list}, epoch_us(max(__fm_ts)) AS __fm_us, count(*) AS __fm_n, {latest} "
             f"FROM ({built.sql}) WHERE {where} GROUP BY {key_list}"
         )
         codec = KeyCodec(tuple(keys), tuple(_family(built.types[k]) for k in keys))
+        meta = {
+            "view": version.name,
+            "version": version.version,
+            "digest": version.record.digest,
+            "features": features,
+            "join_keys": keys,
+            "key_kinds": list(codec.kinds),
+            "ttl_seconds": version.ttl_seconds,
+            "end": end_epoch,
+            "types": {f: built.types[f] for f in features},
+        }
+        # Readers decode each entry by the version that wrote it, so this version's
+        # metadata must be there before its first entry is.
+        store.set_meta(meta_name(version.name, version.version), meta)
         connection = _connection()
         try:
             connection.execute(f"CREATE TEMP TABLE __fm_latest AS {query}")
@@ -141,26 +157,14 @@ def _materialize_one(
                     )
                     rows.append((codec.encode(parts), columns["__fm_us"][index] / 1e6, payload))
                 rows_read += sum(columns["__fm_n"])
-                store.write(version.name, rows)
+                announce(store.url, store.write(version.name, rows))
                 written += len(rows)
                 if progress is not None:
                     progress(version.name, written, total)
         finally:
             connection.close()
-        store.set_meta(
-            version.name,
-            {
-                "view": version.name,
-                "version": version.version,
-                "digest": version.record.digest,
-                "features": features,
-                "join_keys": keys,
-                "key_kinds": list(codec.kinds),
-                "ttl_seconds": version.ttl_seconds,
-                "end": end_epoch,
-                "types": {f: built.types[f] for f in features},
-            },
-        )
+        store.set_meta(version.name, meta)
+        announce(store.url, [(version.name, META_KEY, 0)])
     seconds = time.perf_counter() - started
     from forgeml.tracking.session import current_run
 

@@ -1,10 +1,13 @@
-"""The offline store: per view version, one sorted Parquet table, and ASOF joins over it.
+"""The offline store: a view version's rows over Parquet, and ASOF joins over them.
 
-A view version's *offline table* holds its source rows after the transform, with the
-timestamp normalised to UTC, rows without keys or time dropped, and ties (same keys,
-same time) settled once: the row that comes last in the source wins. It is built on
-first use and cached by the view's digest and the source's content, so training
-frames and materialization read the same rows, computed by the same function.
+A view version's *offline table* is its source rows after the transform, with the
+timestamp normalised to UTC and rows without keys or time dropped. Ties (same keys,
+same time) go to the row that comes last in the source. Without a transform and without
+ties the rows are read from the source files in place; otherwise they are written once
+to Parquet with ties settled. What was decided is cached by the view's digest and the
+source's identity (a dataset's content digest; for plain files, their paths, sizes and
+modification times), so training frames and materialization read the same rows,
+computed by the same function.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from forgeml.errors import ConfigError, StoreError
 
 Entry = tuple[int, float, bytes]  # (version, event time as epoch seconds, payload)
 Change = tuple[str, str, int]  # (view, key, version)
+Listener = Callable[[list[Change] | None], None]
 META_KEY = "\x00meta"  # the key a view's metadata lives under in the change stream
 _CHANGE_LOG_SECONDS = 24 * 3600
 
@@ -43,15 +44,24 @@ class OnlineStore(Protocol):
 
     def sample_keys(self, view: str, count: int) -> list[str]: ...
 
-    def subscribe(self, listener: Callable[[list[Change] | None], None]) -> Callable[[], None]:
-        """Call ``listener`` with every change another writer makes (None: resync all).
-
-        Returns a function that, called before a read, delivers pending changes; stores
-        that push changes from a thread return a no-op.
-        """
+    def subscribe(self, listener: Listener) -> Subscription:
+        """Call ``listener`` with every change another writer makes (None: resync all)."""
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass
+class Subscription:
+    """``poll`` delivers pending changes (a no-op where a thread pushes them); ``close`` ends it."""
+
+    poll: Callable[[], None]
+    close: Callable[[], None]
+
+
+def meta_name(view: str, version: int | None = None) -> str:
+    """Where a view's metadata lives: the current version's, or one version's own."""
+    return view if version is None else f"{view}@{version}"
 
 
 # -- SQLite ---------------------------------------------------------------------------
@@ -177,7 +187,7 @@ class SQLiteOnlineStore:
 
     def views(self) -> list[str]:
         rows = self._connection().execute("SELECT view FROM online_meta ORDER BY view")
-        return [r[0] for r in rows]
+        return [r[0] for r in rows if "@" not in r[0]]
 
     def sample_keys(self, view: str, count: int) -> list[str]:
         rows = self._connection().execute(
@@ -186,7 +196,7 @@ class SQLiteOnlineStore:
         )
         return [r[0] for r in rows]
 
-    def subscribe(self, listener: Callable[[list[Change] | None], None]) -> Callable[[], None]:
+    def subscribe(self, listener: Listener) -> Subscription:
         """Changes are polled: a read first asks SQLite whether anyone else committed."""
         connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         with self._lock:
@@ -216,7 +226,13 @@ class SQLiteOnlineStore:
                     state["seq"] = rows[-1][0]
                     listener([(view, key, int(version)) for _seq, view, key, version in rows])
 
-        return poll
+        def close() -> None:
+            with self._lock:
+                if connection in self._connections:
+                    self._connections.remove(connection)
+            connection.close()
+
+        return Subscription(poll, close)
 
     def close(self) -> None:
         with self._lock:
@@ -311,7 +327,7 @@ class RedisOnlineStore:
 
     def views(self) -> list[str]:
         names: list[bytes] = self.client.hkeys(f"{self.prefix}meta")
-        return sorted(v.decode() for v in names)
+        return sorted(v.decode() for v in names if b"@" not in v)
 
     def sample_keys(self, view: str, count: int) -> list[str]:
         start = f"{self.prefix}f:{view}\x1f"
@@ -323,7 +339,7 @@ class RedisOnlineStore:
                 break
         return found
 
-    def subscribe(self, listener: Callable[[list[Change] | None], None]) -> Callable[[], None]:
+    def subscribe(self, listener: Listener) -> Subscription:
         """A daemon thread hears every change; a dropped connection means resync."""
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
 
@@ -339,7 +355,13 @@ class RedisOnlineStore:
 
         thread = pubsub.run_in_thread(sleep_time=1.0, daemon=True, exception_handler=on_error)
         self._threads.append(thread)
-        return _no_poll
+
+        def close() -> None:
+            thread.stop()
+            if thread in self._threads:
+                self._threads.remove(thread)
+
+        return Subscription(_no_poll, close)
 
     def clear(self) -> None:
         """Remove every key of this store's prefix (tests and benchmarks)."""

@@ -90,7 +90,10 @@ def check_skew(
         columns = {name: [d[i] for d in decoded] for i, name in enumerate(meta.codec.names)}
     as_of = dt.datetime.fromtimestamp(meta.end, dt.UTC).replace(tzinfo=None)
     refs = [f"{version.name}:{f}" for f in version.features]
-    online = client.get(columns, refs, as_of=meta.end)
+    try:
+        online = client.get(columns, refs, as_of=meta.end)
+    finally:
+        client.close()
     count = len(next(iter(columns.values()), []))
     time_column = "skew_check_time"
     entity_table = pa.table({**columns, time_column: pa.array([as_of] * count, pa.timestamp("us"))})
@@ -121,9 +124,6 @@ def check_skew(
 def _same(online: Any, offline: Any, tolerance: float) -> bool:
     if online is None or offline is None:
         return online is None and offline is None
-    if isinstance(offline, dt.datetime):
-        offline = offline.isoformat()
-        online = str(online).removesuffix("+00:00").removesuffix("Z")
     if isinstance(online, float) or isinstance(offline, float):
         try:
             a, b = float(online), float(offline)

@@ -268,12 +268,19 @@ class FeatureRepository:
         ]
 
     def watermark(self, view_version_id: int, online_store: str) -> float | None:
-        """Where the last materialization of this version into this store ended."""
+        """Where the newest materialization of this version into this store ended.
+
+        The newest, not the furthest: after a full run to an earlier time, rows after
+        that time are not in the store, whatever earlier runs reached.
+        """
         mats = schema.feature_materializations
         with self.db.read() as conn:
             value = conn.execute(
-                select(func.max(mats.c.end_time)).where(
+                select(mats.c.end_time)
+                .where(
                     mats.c.view_version_id == view_version_id, mats.c.online_store == online_store
                 )
+                .order_by(mats.c.id.desc())
+                .limit(1)
             ).scalar()
         return float(value) if value is not None else None
