@@ -337,7 +337,10 @@ def serve_features(test: pd.DataFrame) -> None:
     skew = fm.features.check_skew("origin_weather")
     console.print(f"training/serving skew: {skew}")
     flight = test[test["month"] == 12].tail(1)
-    request = {"distance": [float(flight["distance"].iloc[0])], "hour": [int(flight["hour"].iloc[0])]}
+    request = {
+        "distance": [float(flight["distance"].iloc[0])],
+        "hour": [int(flight["hour"].iloc[0])],
+    }
     started = time.perf_counter()
     online = fm.features.online(
         {"origin": [str(flight["origin"].iloc[0])]},
