@@ -116,12 +116,19 @@ def _materialize_one(
         if start_dt is not None:
             where += f" AND __fm_ts > {_timestamp(start_dt)}"
         key_list = ", ".join(quote(k) for k in keys)
-        # arg_max_null: a null in the newest row is the value, not a gap to skip over
-        latest = ", ".join(f"arg_max_null({quote(f)}, __fm_ts) AS {quote(f)}" for f in features)
-        query = (
-            f"SELECT {key_list}, epoch_us(max(__fm_ts)) AS __fm_us, count(*) AS __fm_n, {latest} "
+        # Two passes beat one aggregate per feature: the newest time per entity from two
+        # columns, then the rows at exactly those times (offline rows have no ties, so
+        # one per entity; a null in the newest row is its value, not a gap to skip).
+        newest = (
+            f"SELECT {key_list}, max(__fm_ts) AS __fm_ts, count(*) AS __fm_n "
             f"FROM ({built.sql}) WHERE {where} GROUP BY {key_list}"
         )
+        matches = " AND ".join(f"r.{quote(k)} = n.{quote(k)}" for k in [*keys, "__fm_ts"])
+        selected = ", ".join(
+            [*(f"r.{quote(k)}" for k in keys), "epoch_us(r.__fm_ts) AS __fm_us", "n.__fm_n"]
+            + [f"r.{quote(f)}" for f in features]
+        )
+        query = f"SELECT {selected} FROM ({built.sql}) r JOIN __fm_newest n ON {matches}"
         codec = KeyCodec(tuple(keys), tuple(_family(built.types[k]) for k in keys))
         meta = {
             "view": version.name,
@@ -139,6 +146,7 @@ def _materialize_one(
         store.set_meta(meta_name(version.name, version.version), meta)
         connection = _connection()
         try:
+            connection.execute(f"CREATE TEMP TABLE __fm_newest AS {newest}")
             connection.execute(f"CREATE TEMP TABLE __fm_latest AS {query}")
             total = int(connection.sql("SELECT count(*) FROM __fm_latest").fetchall()[0][0])
             if progress is not None:
