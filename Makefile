@@ -32,6 +32,7 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(PY) benchmarks/tracking.py
 	$(PY) benchmarks/data.py
+	$(PY) benchmarks/features.py
 
 clean:
 	rm -rf $(VENV) .forgeml-demo .pytest_cache .mypy_cache .ruff_cache
