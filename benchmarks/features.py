@@ -1,6 +1,6 @@
 """Feature store benchmark: forgeml's feature store and Feast's local provider, same data.
 
-    .venv/bin/python benchmarks/features.py                    # the full benchmark (20-25 min)
+    .venv/bin/python benchmarks/features.py                    # the full benchmark (10-12 min)
     .venv/bin/python benchmarks/features.py --quick            # a smoke test; writes no results
     .venv/bin/python benchmarks/features.py --workload online  # some workloads; writes nothing
 
@@ -1118,6 +1118,11 @@ def run_worker(args: argparse.Namespace) -> None:
     data_dir = args.data_dir.resolve()
     sizes, manifest = load_sizes(data_dir)
     ctx = Context(data_dir, args.workdir.resolve(), args.backend, sizes, manifest)
+    # Run by hand, a worker keeps forgeml's store in its workdir too (the orchestrator
+    # has set these already).
+    for key, value in worker_env(ctx.workdir, ctx.backend).items():
+        if key.startswith("FORGEML_") or key in WORKER_ENV:
+            os.environ.setdefault(key, value)
     sampler = RssSampler()
     started = time.perf_counter()
     figures = WORKERS[args.workload[0]](ctx, args.tool, sampler)
@@ -1770,9 +1775,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     ensure_feast_venv()
     load = os.getloadavg()[0]
     if load > 0.5:
-        log(
-            f"the 1-minute load average is {load:.2f}: other work is running, figures will be noisy"
-        )
+        log(f"the 1-minute load average is {load:.2f}: if other work is running, figures are noisy")
     report = Report()
     skipped: list[str] = []
     if "redis" in backends and ("materialize" in only or "online" in only):
