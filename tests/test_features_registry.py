@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -17,28 +16,7 @@ import pytest
 import forgeml as fm
 from forgeml.errors import InvalidArgumentError, NotFoundError
 from forgeml.features.registry import TransformChangedError
-
-FORGEML = str(Path(sys.executable).parent / "forgeml")
-
-
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [FORGEML, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200"},
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"forgeml {' '.join(args)} exited {result.returncode}: {result.stderr}"
-        )
-    return result
-
-
-def cli_json(*args: str) -> Any:
-    return json.loads(cli(*args, "--json").stdout)
+from forgeml_cli import cli, cli_json
 
 
 @pytest.fixture

@@ -144,15 +144,13 @@ def apply(objects: Iterable[Entity | AnyView] | Entity | AnyView) -> list[ViewVe
     return versions
 
 
-_registered: dict[tuple[int, str], ViewVersion] = {}
+_registered: dict[tuple[int, str, str], ViewVersion] = {}
 
 
 def register(view: AnyView) -> ViewVersion:
     """The registered version of ``view``'s current definition (made if new)."""
     repo = backend.features()
     if isinstance(view, FeatureView):
-        for entity in view.entities:
-            repo.put_entity(entity.name, list(entity.join_keys), entity.description or None)
         features = view.declared_features
         if features is None:
             from forgeml.features.offline import infer_features
@@ -162,10 +160,13 @@ def register(view: AnyView) -> ViewVersion:
     else:
         definition = view.definition()
     digest = digest_of(definition)
-    cache_key = (id(view), digest)
+    cache_key = (id(view), digest, config.settings().db_url)
     cached = _registered.get(cache_key)
     if cached is not None and cached.view is view:
-        return cached
+        return cached  # every training frame registers its views: no writes when unchanged
+    if isinstance(view, FeatureView):
+        for entity in view.entities:
+            repo.put_entity(entity.name, list(entity.join_keys), entity.description or None)
     transform = definition.get("transform")
     record, _created = repo.add_version(
         view.name,

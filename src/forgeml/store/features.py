@@ -44,15 +44,6 @@ class FeatureRepository:
                 ["join_keys", "description", "updated_at"],
             )
 
-    def list_entities(self) -> list[dict[str, Any]]:
-        table = schema.feature_entities
-        with self.db.read() as conn:
-            rows = conn.execute(select(table).order_by(table.c.name)).all()
-        return [
-            {"name": r.name, "join_keys": list(r.join_keys), "description": r.description}
-            for r in rows
-        ]
-
     # -- views --------------------------------------------------------------------------
     def add_version(
         self,
