@@ -425,7 +425,7 @@ def test_skew_check_finds_tampered_values(materialized: fm.FeatureView) -> None:
     store = open_store()
     (_version, ts, payload) = store.read("stats", ["2"])[0]  # type: ignore[misc]
     assert orjson.loads(payload) == [1, 2.0, "gold"]
-    store.write("stats", [("2", ts, orjson.dumps([1, 2.5, "gold"]))])
+    store.write("stats", ["2"], [ts], [orjson.dumps([1, 2.5, "gold"])])
 
     tampered = fm.features.check_skew("stats", entities={"user_id": [1, 2, 3]})
     assert not tampered.ok

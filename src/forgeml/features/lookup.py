@@ -336,7 +336,7 @@ class FeatureClient:
         index = written_by.index
         return [decoded[index[name]] if name in index else None for name in names]
 
-    def _entries(self, view: str, keys: list[str]) -> list[tuple[int, float, bytes] | None]:
+    def _entries(self, view: str, keys: list[str]) -> list[Entry | None]:
         if self.cache is None:
             return self.store.read(view, keys)
         cached = self.cache.get_many(view, keys)

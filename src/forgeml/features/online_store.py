@@ -1,10 +1,11 @@
 """Online stores: the latest feature values per entity, in SQLite (default) or Redis.
 
-Each stored entry is ``(version, time, payload)``: ``version`` counts the writes to
-that key, so a cache can tell an old read from a new one; ``payload`` is the JSON list
-``[view_version, feature values...]``. Every write also announces the keys it changed
-(a change log table in SQLite, a pub/sub message in Redis), which is how caches in
-other processes learn exactly which entries went stale.
+Each stored entry is ``(version, time, payload)``: ``version`` is the number of the
+write that stored it (a sequence per store, so each key's versions only grow and a
+cache can tell an old read from a new one); ``payload`` is the JSON text
+``[view_version, feature values...]``. Every write also announces the keys it changed,
+as one record per write (a change-log row in SQLite, a pub/sub message in Redis), which
+is how caches in other processes learn exactly which entries went stale.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,7 +24,8 @@ import orjson
 from forgeml import config
 from forgeml.errors import ConfigError, StoreError
 
-Entry = tuple[int, float, bytes]  # (version, event time as epoch seconds, payload)
+Payload = str | bytes  # JSON text
+Entry = tuple[int, float, Payload]  # (version, event time as epoch seconds, payload)
 Change = tuple[str, str, int]  # (view, key, version)
 Listener = Callable[[list[Change] | None], None]
 META_KEY = "\x00meta"  # the key a view's metadata lives under in the change stream
@@ -32,7 +35,15 @@ _CHANGE_LOG_SECONDS = 24 * 3600
 class OnlineStore(Protocol):
     url: str
 
-    def write(self, view: str, rows: Sequence[tuple[str, float, bytes]]) -> list[Change]: ...
+    def write(
+        self,
+        view: str,
+        keys: Sequence[str],
+        times: Sequence[float],
+        payloads: Sequence[Payload],
+    ) -> list[Change]:
+        """Store one entry per key, all under one new version (keys sorted write fastest)."""
+        ...
 
     def read(self, view: str, keys: Sequence[str]) -> list[Entry | None]: ...
 
@@ -72,11 +83,16 @@ CREATE TABLE IF NOT EXISTS online_features (
     ts REAL NOT NULL, payload BLOB NOT NULL, PRIMARY KEY (view, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS online_meta (view TEXT PRIMARY KEY, meta BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS online_changes (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, view TEXT NOT NULL, key TEXT NOT NULL,
-    version INTEGER NOT NULL, at REAL NOT NULL
+DROP TABLE IF EXISTS online_changes;
+CREATE TABLE IF NOT EXISTS online_change_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, view TEXT NOT NULL, keys BLOB, at REAL NOT NULL
 );
 """
+# online_change_log: one row per write; ``seq`` is the version of every key it wrote,
+# ``keys`` their JSON list (null for a change of the view's metadata). AUTOINCREMENT
+# keeps numbers growing after old rows are pruned. online_changes, one row per key, is
+# the layout before version 2.
+_SQLITE_SCHEMA_VERSION = 2
 
 
 class SQLiteOnlineStore:
@@ -91,8 +107,11 @@ class SQLiteOnlineStore:
         self._lock = threading.Lock()
         connection = self._connection()
         try:
-            with connection:
-                connection.executescript(_SQLITE_SCHEMA)
+            if connection.execute("PRAGMA user_version").fetchone()[0] < _SQLITE_SCHEMA_VERSION:
+                connection.executescript(
+                    f"BEGIN; {_SQLITE_SCHEMA}; "
+                    f"PRAGMA user_version = {_SQLITE_SCHEMA_VERSION}; COMMIT;"
+                )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the online store {self.path}: {exc}") from exc
 
@@ -109,37 +128,29 @@ class SQLiteOnlineStore:
                 self._connections.append(connection)
         return connection
 
-    def write(self, view: str, rows: Sequence[tuple[str, float, bytes]]) -> list[Change]:
-        if not rows:
+    def write(
+        self,
+        view: str,
+        keys: Sequence[str],
+        times: Sequence[float],
+        payloads: Sequence[Payload],
+    ) -> list[Change]:
+        if not keys:
             return []
         connection = self._connection()
-        now = time.time()
         with _transaction(connection):
-            connection.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS staged "
-                "(key TEXT PRIMARY KEY, ts REAL, payload BLOB)"
-            )
-            connection.execute("DELETE FROM staged")
+            version = connection.execute(
+                "INSERT INTO online_change_log (view, keys, at) VALUES (?, ?, ?)",
+                (view, orjson.dumps(list(keys)), time.time()),
+            ).lastrowid
             connection.executemany(
-                "INSERT OR REPLACE INTO staged (key, ts, payload) VALUES (?, ?, ?)", rows
-            )
-            connection.execute(
                 "INSERT INTO online_features (view, key, version, ts, payload) "
-                "SELECT ?, key, 1, ts, payload FROM staged WHERE true "
-                "ON CONFLICT (view, key) DO UPDATE SET version = version + 1, "
-                "ts = excluded.ts, payload = excluded.payload",
-                (view,),
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (view, key) DO UPDATE SET "
+                "version = excluded.version, ts = excluded.ts, payload = excluded.payload",
+                zip(repeat(view), keys, repeat(version), times, payloads, strict=False),
             )
-            changed = connection.execute(
-                "SELECT s.key, f.version FROM staged s JOIN online_features f "
-                "ON f.view = ? AND f.key = s.key",
-                (view,),
-            ).fetchall()
-            connection.executemany(
-                "INSERT INTO online_changes (view, key, version, at) VALUES (?, ?, ?, ?)",
-                [(view, key, version, now) for key, version in changed],
-            )
-        return [(view, key, int(version)) for key, version in changed]
+        assert version is not None
+        return [(view, key, version) for key in keys]
 
     def read(self, view: str, keys: Sequence[str]) -> list[Entry | None]:
         connection = self._connection()
@@ -170,11 +181,12 @@ class SQLiteOnlineStore:
                 (view, orjson.dumps(meta)),
             )
             connection.execute(
-                "INSERT INTO online_changes (view, key, version, at) VALUES (?, ?, 0, ?)",
-                (view, META_KEY, time.time()),
+                "INSERT INTO online_change_log (view, keys, at) VALUES (?, NULL, ?)",
+                (view, time.time()),
             )
             connection.execute(
-                "DELETE FROM online_changes WHERE at < ?", (time.time() - _CHANGE_LOG_SECONDS,)
+                "DELETE FROM online_change_log WHERE at < ?",
+                (time.time() - _CHANGE_LOG_SECONDS,),
             )
 
     def get_meta(self, view: str) -> dict[str, Any] | None:
@@ -205,7 +217,7 @@ class SQLiteOnlineStore:
         state = {
             "data_version": connection.execute("PRAGMA data_version").fetchone()[0],
             "seq": connection.execute(
-                "SELECT coalesce(max(seq), 0) FROM online_changes"
+                "SELECT coalesce(max(seq), 0) FROM online_change_log"
             ).fetchone()[0],
         }
 
@@ -215,16 +227,24 @@ class SQLiteOnlineStore:
                 if data_version == state["data_version"]:
                     return
                 state["data_version"] = data_version
-                oldest = connection.execute("SELECT min(seq) FROM online_changes").fetchone()[0]
+                oldest = connection.execute("SELECT min(seq) FROM online_change_log").fetchone()[0]
                 rows = connection.execute(
-                    "SELECT seq, view, key, version FROM online_changes WHERE seq > ? ORDER BY seq",
+                    "SELECT seq, view, keys FROM online_change_log WHERE seq > ? ORDER BY seq",
                     (state["seq"],),
                 ).fetchall()
                 if oldest is not None and oldest > state["seq"] + 1:
                     listener(None)  # the log was pruned past what we saw: start over
                 if rows:
                     state["seq"] = rows[-1][0]
-                    listener([(view, key, int(version)) for _seq, view, key, version in rows])
+                    listener(
+                        [
+                            change
+                            for seq, view, keys in rows
+                            for change in _changes(
+                                view, seq, None if keys is None else orjson.loads(keys)
+                            )
+                        ]
+                    )
 
         def close() -> None:
             with self._lock:
@@ -240,6 +260,13 @@ class SQLiteOnlineStore:
         for connection in connections:
             connection.close()
         self._local = threading.local()
+
+
+def _changes(view: str, version: int, keys: list[str] | None) -> list[Change]:
+    """One change record (a write's keys, or None for metadata) as changes."""
+    if keys is None:
+        return [(view, META_KEY, 0)]
+    return [(view, key, version) for key in keys]
 
 
 class _transaction:
@@ -259,7 +286,11 @@ class _transaction:
 
 
 class RedisOnlineStore:
-    """One hash per entity key (``v`` version, ``t`` time, ``p`` payload), changes on pub/sub."""
+    """One string per entity key, ``"{version} {time} {payload}"``; changes on pub/sub.
+
+    A write sets its keys with MSET, a thousand per command, in one pipeline, and takes
+    its version from a counter (INCR); a lookup of many keys is one MGET.
+    """
 
     def __init__(self, url: str) -> None:
         """``?prefix=NAME:`` in the URL namespaces the keys (default ``forgeml:``)."""
@@ -286,40 +317,48 @@ class RedisOnlineStore:
         self._threads: list[Any] = []
 
     def _key(self, view: str, key: str) -> str:
-        return f"{self.prefix}f:{view}\x1f{key}"
+        return f"{self.prefix}e:{view}\x1f{key}"
 
-    def write(self, view: str, rows: Sequence[tuple[str, float, bytes]]) -> list[Change]:
-        changes: list[Change] = []
-        for start in range(0, len(rows), 5000):
-            chunk = rows[start : start + 5000]
-            pipe = self.client.pipeline(transaction=False)
-            for key, ts, payload in chunk:
-                name = self._key(view, key)
-                pipe.hset(name, mapping={"t": ts, "p": payload})
-                pipe.hincrby(name, "v", 1)
-            replies = pipe.execute()
-            versions = replies[1::2]
-            batch = [(view, key, int(v)) for (key, _, _), v in zip(chunk, versions, strict=True)]
-            self.client.publish(self.channel, orjson.dumps(batch))
-            changes.extend(batch)
-        return changes
+    def write(
+        self,
+        view: str,
+        keys: Sequence[str],
+        times: Sequence[float],
+        payloads: Sequence[Payload],
+    ) -> list[Change]:
+        if not keys:
+            return []
+        version = int(self.client.incr(f"{self.prefix}version"))
+        head = b"%d " % version
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(keys), 1000):
+            arguments: list[str | bytes] = []
+            for key, ts, payload in zip(
+                keys[start : start + 1000],
+                times[start : start + 1000],
+                payloads[start : start + 1000],
+                strict=True,
+            ):
+                arguments.append(self._key(view, key))
+                body = payload.encode() if isinstance(payload, str) else payload
+                arguments.append(head + repr(ts).encode() + b" " + body)
+            pipe.execute_command("MSET", *arguments)
+        pipe.publish(self.channel, orjson.dumps([view, version, list(keys)]))
+        pipe.execute()
+        return [(view, key, version) for key in keys]
 
     def read(self, view: str, keys: Sequence[str]) -> list[Entry | None]:
         if len(keys) == 1:
-            replies = [self.client.hmget(self._key(view, keys[0]), ["v", "t", "p"])]
-        else:
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.hmget(self._key(view, key), ["v", "t", "p"])
-            replies = pipe.execute()
+            return [_entry(self.client.get(self._key(view, keys[0])))]
         found: list[Entry | None] = []
-        for version, ts, payload in replies:
-            found.append(None if payload is None else (int(version), float(ts), payload))
+        for start in range(0, len(keys), 1000):
+            names = [self._key(view, key) for key in keys[start : start + 1000]]
+            found.extend(_entry(raw) for raw in self.client.mget(names))
         return found
 
     def set_meta(self, view: str, meta: dict[str, Any]) -> None:
         self.client.hset(f"{self.prefix}meta", view, orjson.dumps(meta))
-        self.client.publish(self.channel, orjson.dumps([(view, META_KEY, 0)]))
+        self.client.publish(self.channel, orjson.dumps([view, 0, None]))
 
     def get_meta(self, view: str) -> dict[str, Any] | None:
         raw = self.client.hget(f"{self.prefix}meta", view)
@@ -330,7 +369,7 @@ class RedisOnlineStore:
         return sorted(v.decode() for v in names if b"@" not in v)
 
     def sample_keys(self, view: str, count: int) -> list[str]:
-        start = f"{self.prefix}f:{view}\x1f"
+        start = f"{self.prefix}e:{view}\x1f"
         found: list[str] = []
         name: bytes
         for name in self.client.scan_iter(match=f"{start}*", count=1000):
@@ -344,7 +383,8 @@ class RedisOnlineStore:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
 
         def handle(message: dict[str, Any]) -> None:
-            listener([(v, k, int(n)) for v, k, n in orjson.loads(message["data"])])
+            view, version, keys = orjson.loads(message["data"])
+            listener(_changes(view, version, keys))
 
         pubsub.subscribe(**{self.channel: handle})
 
@@ -373,6 +413,13 @@ class RedisOnlineStore:
             thread.stop()
         self._threads = []
         self.client.close()
+
+
+def _entry(raw: bytes | None) -> Entry | None:
+    if raw is None:
+        return None
+    version, ts, payload = raw.split(b" ", 2)
+    return int(version), float(ts), payload
 
 
 def _no_poll() -> None:
