@@ -9,6 +9,7 @@ the online store is not the one being materialized.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -137,15 +138,14 @@ def _materialize_one(
         encoding = _Encoding(version, built.types, codec)
         connection = _connection()
         try:
-            connection.execute(
-                f"CREATE TEMP TABLE __fm_latest AS {encoding.sql(built.latest_sql(start_dt, end))}"
-            )
+            latest = encoding.sql(built.latest_sql(start_dt, end))
+            connection.execute(f"CREATE TEMP TABLE __fm_latest AS {latest} ORDER BY __fm_order")
             total, rows_read = connection.sql(
                 "SELECT count(*), coalesce(sum(__fm_n), 0) FROM __fm_latest"
             ).fetchall()[0]
             if progress is not None:
                 progress(version.name, 0, total)
-            latest_rows = connection.sql("SELECT * FROM __fm_latest ORDER BY __fm_order")
+            latest_rows = connection.sql("SELECT * FROM __fm_latest")
             for batch in latest_rows.to_arrow_reader(_WRITE_CHUNK):
                 keys_text, times, payloads = encoding.columns(batch)
                 announce(store.url, store.write(version.name, keys_text, times, payloads))
@@ -157,9 +157,7 @@ def _materialize_one(
         store.set_meta(version.name, meta)
         announce(store.url, [(version.name, META_KEY, 0)])
     seconds = time.perf_counter() - started
-    from forgeml.tracking.session import current_run
-
-    run = current_run.get()
+    run = _active_run()
     if run is not None:
         from forgeml.tracking.fluent import flush
 
@@ -187,6 +185,12 @@ def _materialize_one(
         seconds=seconds,
         online_store=store.url,
     )
+
+
+def _active_run() -> Any:
+    """The run open in this context, if any: without tracking loaded, there is none."""
+    session = sys.modules.get("forgeml.tracking.session")
+    return None if session is None else session.current_run.get()
 
 
 class _Encoding:
