@@ -38,6 +38,7 @@ KEY_VALUES: dict[str, list[Any]] = {
     "date": [dt.date(2024, 1, d) for d in (1, 2, 3, 10, 31)],
 }
 KEY_COLUMNS = {"int": ["k"], "str": ["k"], "pair": ["k1", "k2"], "date": ["k"]}
+KEY_TYPES = {"int": pa.int64(), "str": pa.string(), "date": pa.date32()}
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def _write_source(directory: Path, scenario: Scenario) -> Path:
             data["k1"] = pa.array([None if k is None else k[0] for k in keys], pa.int64())
             data["k2"] = pa.array([None if k is None else k[1] for k in keys], pa.string())
         else:
-            data[columns[0]] = keys
+            data[columns[0]] = pa.array(keys, KEY_TYPES[scenario.key_kind])
         times = [None if r.step is None else _time(r.step).replace(tzinfo=dt.UTC) for r in part]
         data["ts"] = pa.array(times, pa.timestamp("us", tz="UTC"))
         if scenario.source_tz is None:
