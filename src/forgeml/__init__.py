@@ -56,6 +56,10 @@ _EXPORTS: dict[str, str] = {
     "Entity": "forgeml.features.definitions",
     "FeatureView": "forgeml.features.definitions",
     "OnDemandFeatureView": "forgeml.features.definitions",
+    # pipelines
+    "step": "forgeml.pipelines.dsl",
+    "pipeline": "forgeml.pipelines.dsl",
+    "resources": "forgeml.pipelines.dsl",
     # records and errors users catch or annotate with
     "Run": "forgeml.store.records",
     "RunStatus": "forgeml.store.records",
@@ -63,7 +67,7 @@ _EXPORTS: dict[str, str] = {
     "ForgeMLError": "forgeml.errors",
 }
 
-_SUBPACKAGES = ("data", "features")
+_SUBPACKAGES = ("data", "features", "pipelines")
 
 __all__ = sorted([*_EXPORTS, "__version__", *_SUBPACKAGES])
 
@@ -84,7 +88,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - gives type checkers and IDEs the real signatures
-    from forgeml import data as data, features as features
+    from forgeml import data as data, features as features, pipelines as pipelines
     from forgeml.data.dataset import Dataset as Dataset
     from forgeml.errors import ForgeMLError as ForgeMLError
     from forgeml.features.definitions import (
@@ -93,6 +97,11 @@ if TYPE_CHECKING:  # pragma: no cover - gives type checkers and IDEs the real si
         OnDemandFeatureView as OnDemandFeatureView,
     )
     from forgeml.lineage_graph import lineage as lineage
+    from forgeml.pipelines.dsl import (
+        pipeline as pipeline,
+        resources as resources,
+        step as step,
+    )
     from forgeml.registry.api import (
         alias_history as alias_history,
         delete_alias as delete_alias,

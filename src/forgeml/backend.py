@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from forgeml.store.features import FeatureRepository
     from forgeml.store.lineage import LineageRepository
     from forgeml.store.models import ModelRepository
+    from forgeml.store.pipelines import PipelineRepository
     from forgeml.store.runs import RunRepository
 
 _lock = threading.RLock()
@@ -94,3 +95,9 @@ def reset() -> None:
     if db is not None:
         db.dispose()
     config.settings.cache_clear()
+
+
+def pipelines() -> PipelineRepository:
+    from forgeml.store.pipelines import PipelineRepository
+
+    return _get("pipelines", lambda: PipelineRepository(database()))

@@ -38,6 +38,8 @@ class Settings:
     flush_interval: float
     flush_size: int
     monitor_interval: float
+    executor: str
+    heartbeat_interval: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -157,6 +159,16 @@ def normalize_online_url(key: str, value: Any, where: str, base: Path) -> str:
     )
 
 
+def normalize_executor(key: str, value: Any, where: str) -> str:
+    """``local``, ``ray`` (start or join a local Ray runtime) or ``ray://HOST:PORT``."""
+    text = _text(key, value, where)
+    if text in ("local", "ray") or text.startswith("ray://"):
+        return text
+    raise ConfigError(
+        f"{key}={text!r} ({where}): unsupported executor (expected local, ray or ray://HOST:PORT)"
+    )
+
+
 @dataclass(frozen=True)
 class _Key:
     env: str
@@ -173,6 +185,8 @@ _KEYS: dict[str, _Key] = {
     "flush_interval": _Key("FORGEML_FLUSH_INTERVAL", _positive_float),
     "flush_size": _Key("FORGEML_FLUSH_SIZE", _positive_int),
     "monitor_interval": _Key("FORGEML_MONITOR_INTERVAL", _positive_float),
+    "executor": _Key("FORGEML_EXECUTOR", lambda *args: normalize_executor(*args)),
+    "heartbeat_interval": _Key("FORGEML_HEARTBEAT_INTERVAL", _positive_float),
 }
 assert set(_KEYS) == {f.name for f in fields(Settings)} - {"sources"}
 
@@ -245,6 +259,8 @@ def resolve(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -
         "flush_interval": 1.0,
         "flush_size": 5000,
         "monitor_interval": 5.0,
+        "executor": "local",
+        "heartbeat_interval": 10.0,
     }.items():
         if name not in values:
             values[name] = default
@@ -259,6 +275,8 @@ def resolve(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -
         flush_interval=values["flush_interval"],
         flush_size=values["flush_size"],
         monitor_interval=values["monitor_interval"],
+        executor=values["executor"],
+        heartbeat_interval=values["heartbeat_interval"],
         sources=sources,
     )
 

@@ -16,9 +16,10 @@ them into one line on stderr and exit status 2, never a traceback::
     │   ├── ArtifactNotFoundError
     │   └── ArtifactCorruptedError   stored bytes no longer match their sha256
     ├── ModelFlavorError         a model cannot be saved or loaded by its flavor
-    └── DataError
-        ├── DataSourceError      a source cannot be read (names file, line, column)
-        └── ValidationFailedError    a check of severity "error" failed
+    ├── DataError
+    │   ├── DataSourceError      a source cannot be read (names file, line, column)
+    │   └── ValidationFailedError    a check of severity "error" failed
+    └── PipelineError            a pipeline cannot be built, or its run failed (has run_id)
 """
 
 from __future__ import annotations
@@ -96,3 +97,11 @@ class ValidationFailedError(DataError):
     def __init__(self, message: str, result: object) -> None:
         super().__init__(message)
         self.result = result
+
+
+class PipelineError(ForgeMLError):
+    """A pipeline cannot be built, or a pipeline run failed; ``run_id`` names the run."""
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from forgeml.cli import data, db, features, models, runs
+from forgeml.cli import data, db, features, models, pipelines, runs
 
 app = typer.Typer(
     name="forgeml",
@@ -21,6 +21,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
+app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(db.app, name="db")
 
 

@@ -213,3 +213,73 @@ class MaterializationRecord:
     run_id: str | None
     created_at: float
     created_by: str
+
+
+class PipelineStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    CACHED = "cached"  # outputs of an earlier run with the same cache key
+    REUSED = "reused"  # outputs of the run this one resumes
+    FAILED = "failed"
+    SKIPPED = "skipped"  # an upstream step failed
+
+    @property
+    def done(self) -> bool:
+        """Whether the step has outputs downstream steps can read."""
+        return self in (StepStatus.SUCCEEDED, StepStatus.CACHED, StepStatus.REUSED)
+
+
+@dataclass(frozen=True)
+class PipelineRunRecord:
+    id: str
+    pipeline: str
+    ref: str  # "module:qualname" of the pipeline function
+    source_file: str | None
+    status: PipelineStatus
+    params: dict[str, Any]
+    executor: str
+    trigger: str
+    resumed_from: str | None
+    dedupe_key: str | None
+    host: str
+    pid: int
+    pid_started: float
+    heartbeat_at: float
+    created_at: float
+    ended_at: float | None
+    error: str | None
+    created_by: str
+    result: Any = None  # what the pipeline function returned, outputs as stored records
+
+
+@dataclass(frozen=True)
+class StepRunRecord:
+    id: int
+    pipeline_run_id: str
+    step: str
+    function: str
+    status: StepStatus
+    attempts: int
+    code_hash: str
+    cache_key: str | None
+    inputs: dict[str, Any]
+    outputs: list[dict[str, Any]] | None
+    explain: dict[str, Any] | None
+    source_run_id: str | None
+    logs: dict[str, Any] | None
+    started_at: float | None
+    ended_at: float | None
+    error: str | None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at

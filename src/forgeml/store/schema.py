@@ -328,3 +328,59 @@ feature_materializations = Table(
         "end_time",
     ),
 )
+
+# One row per execution of a pipeline. ``host``/``pid``/``pid_started`` name the process
+# that orchestrates it and ``heartbeat_at`` shows it is alive: a run left "running" by a
+# process that died is found and marked failed. ``dedupe_key`` makes a scheduled firing
+# create at most one run, however many schedulers race or restart.
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("pipeline", String(256), nullable=False),
+    Column("ref", String(1024), nullable=False),
+    Column("source_file", String(1024)),
+    Column("status", String(16), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("executor", String(64), nullable=False),
+    Column("trigger", String(256), nullable=False),
+    Column("resumed_from", String(32)),
+    Column("dedupe_key", String(256), unique=True),
+    Column("host", String(256), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("pid_started", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("error", Text),
+    Column("result", JSON),
+    Column("created_by", String(256), nullable=False),
+    Index("ix_pipeline_runs_pipeline_created_at", "pipeline", "created_at"),
+    Index("ix_pipeline_runs_status", "status"),
+)
+
+# One row per step of a pipeline run. ``cache_key`` finds earlier results of the same
+# code on the same inputs; ``explain`` says why the step ran or was taken from cache.
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("pipeline_run_id", String(32), ForeignKey("pipeline_runs.id"), nullable=False),
+    Column("step", String(256), nullable=False),
+    Column("function", String(1024), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("cache_key", String(64)),
+    Column("inputs", JSON, nullable=False),
+    Column("outputs", JSON),
+    Column("explain", JSON),
+    Column("source_run_id", String(32)),
+    Column("logs", JSON),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("error", Text),
+    UniqueConstraint("pipeline_run_id", "step"),
+    Index("ix_step_runs_cache_key", "cache_key"),
+    Index("ix_step_runs_step", "step"),
+)
