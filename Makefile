@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/tracking.py
 	$(PY) benchmarks/data.py
 	$(PY) benchmarks/features.py
+	$(PY) benchmarks/pipelines.py
 
 clean:
 	rm -rf $(VENV) .forgeml-demo .pytest_cache .mypy_cache .ruff_cache

@@ -184,13 +184,13 @@ def crashable(marks: str) -> Any:
 
 
 @fm.step
-def noop(value: int) -> int:
-    return value
+def increment(value: int) -> int:
+    return value + 1
 
 
 @fm.pipeline
-def chain(length: int) -> Any:
-    value: Any = 0
+def chain(length: int, start: int = 0) -> Any:
+    value: Any = start
     for _ in range(length):
-        value = noop(value)
+        value = increment(value)
     return value
