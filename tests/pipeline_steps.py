@@ -194,3 +194,16 @@ def chain(length: int, start: int = 0) -> Any:
     for _ in range(length):
         value = increment(value)
     return value
+
+
+@fm.step
+def tracked(frame: pd.DataFrame) -> str:
+    """Opens a run of its own, as a trainer would."""
+    with fm.start_run(experiment="pipeline-tests") as run:
+        fm.log_metric("rows", float(len(frame)))
+    return run.id
+
+
+@fm.pipeline
+def training(marks: str) -> Any:
+    return tracked(load(marks, 7))

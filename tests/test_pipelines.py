@@ -357,3 +357,22 @@ def test_cli_runs_lists_explains_and_shows_logs(
         check=False,
     )
     assert failing.returncode == 1 and "failed" in failing.stdout
+
+
+def test_lineage_links_runs_steps_values_and_the_runs_they_open(home: Path, marks: str) -> None:
+    run = steps.training(marks)
+    run_id = run.result
+    tracked = fm.get_run(run_id)
+    assert tracked.tags["pipeline.step"] == f"{run.id}/tracked"
+    graph = fm.lineage(("run", run_id))
+    upstream = graph.upstream()
+    assert ("step_run", f"{run.id}/tracked") in upstream
+    assert ("step_run", f"{run.id}/load") in upstream
+    assert ("pipeline_run", run.id) in upstream
+    digest = run.step("load").outputs[0]["digest"]  # type: ignore[index]
+    assert ("artifact", digest) in upstream
+
+    again = steps.training(marks)  # every step from cache: linked to where it came from
+    step = ("step_run", f"{again.id}/load")
+    cached = fm.lineage(step).upstream("step_run")
+    assert ("step_run", f"{run.id}/load") in cached

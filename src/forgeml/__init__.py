@@ -67,7 +67,7 @@ _EXPORTS: dict[str, str] = {
     "ForgeMLError": "forgeml.errors",
 }
 
-_SUBPACKAGES = ("data", "features", "pipelines")
+_SUBPACKAGES = ("data", "features", "pipelines", "training")
 
 __all__ = sorted([*_EXPORTS, "__version__", *_SUBPACKAGES])
 
@@ -88,7 +88,12 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - gives type checkers and IDEs the real signatures
-    from forgeml import data as data, features as features, pipelines as pipelines
+    from forgeml import (
+        data as data,
+        features as features,
+        pipelines as pipelines,
+        training as training,
+    )
     from forgeml.data.dataset import Dataset as Dataset
     from forgeml.errors import ForgeMLError as ForgeMLError
     from forgeml.features.definitions import (

@@ -221,6 +221,27 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _stored_records(tree: Any) -> list[values.Stored]:
+    """The stored values (REF records) inside an argument tree."""
+    found: list[values.Stored] = []
+    if isinstance(tree, dict):
+        if REF in tree:
+            return [tree[REF]]
+        for value in tree.values():
+            found.extend(_stored_records(value))
+    elif isinstance(tree, list):
+        for value in tree:
+            found.extend(_stored_records(value))
+    return found
+
+
+def _value_node(record: values.Stored) -> tuple[str, str]:
+    """A stored value's lineage node: the dataset version it is, or its artifact."""
+    if record["kind"] == "dataset":
+        return ("dataset_version", f"{record['name']}/{record['version']}")
+    return ("artifact", record["digest"])
+
+
 # -- liveness ------------------------------------------------------------------------------
 
 
@@ -485,9 +506,34 @@ class _Orchestrator:
             started_at=now,
             ended_at=now,
         )
+        self._record_lineage(node, source.outputs or [], (status, source))
         if bar is not None:
             bar.advance()
         return True
+
+    def _record_lineage(
+        self,
+        node: Node,
+        outputs: list[values.Stored],
+        taken: tuple[StepStatus, StepRunRecord] | None,
+    ) -> None:
+        """Edges: run contains step; inputs fed the step; the step produced its outputs."""
+        from forgeml.store.records import LineageEdge
+
+        now = time.time()
+        step_node = ("step_run", f"{self.run_id}/{node.name}")
+        edges = [LineageEdge("pipeline_run", self.run_id, *step_node, "contains", now)]
+        for record in _stored_records(self._arguments(node)):
+            edges.append(LineageEdge(*_value_node(record), *step_node, "input", now))
+        for index, record in enumerate(outputs):
+            kind, ident = _value_node(record)
+            edges.append(LineageEdge(*step_node, kind, ident, "produced", now, {"output": index}))
+        if taken is not None:
+            status, source = taken
+            relation = "cached_from" if status == StepStatus.CACHED else "reused_from"
+            origin = ("step_run", f"{source.source_run_id or source.pipeline_run_id}/{source.step}")
+            edges.append(LineageEdge(*origin, *step_node, relation, now))
+        backend.lineage().add_edges(edges)
 
     def _submit(self, node: Node) -> None:
         state = self.state[node.name]
@@ -539,6 +585,7 @@ class _Orchestrator:
                 ended_at=result.ended_at,
                 error=None,
             )
+            self._record_lineage(node, result.outputs or [], None)
         elif state.attempts <= node.step.retries:
             delay = node.step.retry_backoff * (2 ** (state.attempts - 1))
             state.retry_at = time.time() + delay

@@ -27,6 +27,7 @@ import orjson
 REF = "__fm_ref__"  # {"__fm_ref__": stored record}: a value another step produced
 TUPLE = "__fm_tuple__"  # {"__fm_tuple__": [...]}: a tuple, which JSON would make a list
 LOG_FILES = ("stdout.log", "stderr.log", "events.jsonl")
+STEP_ENV = "FORGEML_PIPELINE_STEP"  # "{pipeline run id}/{step}" while a step runs
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,12 @@ def execute(task: Task) -> TaskResult:
                 arguments = {k: _resolve(v, {}) for k, v in task.arguments.items()}
                 loaded = pickle.loads(task.function)  # after _settle: its module can import
                 function = getattr(loaded, "function", loaded)
-                result = function(**arguments)
+                # Runs the step opens are tagged with it and linked to it in the lineage.
+                os.environ[STEP_ENV] = f"{task.run_id}/{task.step}"
+                try:
+                    result = function(**arguments)
+                finally:
+                    os.environ.pop(STEP_ENV, None)
                 outputs = [values.store(part) for part in _split(result, task)]
             except KeyboardInterrupt:
                 raise

@@ -7,6 +7,7 @@ and a nested ``start_run`` finds its parent without any global state.
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 import time
@@ -113,6 +114,9 @@ class TrackingSession:
             check_key("tag", key)
         if description:
             all_tags["description"] = description
+        step = os.environ.get("FORGEML_PIPELINE_STEP") if parent is None else None
+        if step:
+            all_tags.setdefault("pipeline.step", step)
         new_run = NewRun(
             id=run_id,
             experiment_id=experiment_id,
@@ -128,6 +132,10 @@ class TrackingSession:
         )
         # The row is written with the run's first batch: a short run costs one transaction.
         self.writer.add_run(new_run, [(run_id, k, v) for k, v in all_tags.items()])
+        if step:
+            from forgeml.lineage_graph import record
+
+            record(("step_run", step), ("run", run_id), "ran")
         run = ActiveRun(self, run_id, experiment, run_name, parent)
         with self._open_lock:
             self._open[run_id] = run

@@ -1,0 +1,60 @@
+"""Training: fit estimators and networks with everything recorded, evaluate them the same
+way, and promote a new version only when it measured better::
+
+    import forgeml as fm
+
+    result = fm.training.fit(model, frame, "label", eval_set=(valid, "label"), register="churn")
+    fm.training.promote_if_better("churn", result.model_version.version, metric="valid_roc_auc")
+
+    trainer = fm.training.Trainer(net, epochs=20, early_stopping=fm.training.EarlyStopping())
+    trained = trainer.fit((X, y), (X_val, y_val), register="churn-net")
+
+Names are imported on first use: ``import forgeml.training`` loads neither PyTorch nor
+scikit-learn nor matplotlib, and a missing PyTorch only matters to ``Trainer``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "evaluate": "forgeml.training.evaluation",
+    "Evaluation": "forgeml.training.evaluation",
+    "fit": "forgeml.training.estimators",
+    "TrainResult": "forgeml.training.estimators",
+    "Trainer": "forgeml.training.torch_trainer",
+    "TrainedModel": "forgeml.training.torch_trainer",
+    "EarlyStopping": "forgeml.training.early_stopping",
+    "promote_if_better": "forgeml.training.champion",
+    "PromotionDecision": "forgeml.training.champion",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'forgeml.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from forgeml.training.champion import (
+        PromotionDecision as PromotionDecision,
+        promote_if_better as promote_if_better,
+    )
+    from forgeml.training.early_stopping import EarlyStopping as EarlyStopping
+    from forgeml.training.estimators import TrainResult as TrainResult, fit as fit
+    from forgeml.training.evaluation import Evaluation as Evaluation, evaluate as evaluate
+    from forgeml.training.torch_trainer import (
+        TrainedModel as TrainedModel,
+        Trainer as Trainer,
+    )
