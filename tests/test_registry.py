@@ -245,6 +245,17 @@ def test_pytorch_torchscript_for_classes_defined_in_scripts(home: Path) -> None:
         fm.log_model(net, name="scripted", format="state_dict")
 
 
+def test_pytorch_containers_default_to_torchscript_and_load_back(home: Path) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    version = fm.log_model(net, name="sequential")
+    assert api.model_manifest(version)["flavor_options"]["format"] == "torchscript"
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(fm.load_model(version)(x), net.eval()(x))
+
+
 def test_pytorch_state_dict_needs_importable_code(home: Path) -> None:
     from forgeml.registry.flavors import pytorch_flavor
 

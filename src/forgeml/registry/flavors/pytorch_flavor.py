@@ -4,8 +4,9 @@
 no pickled objects are ever built) and ``code="package.module:Class"`` with JSON
 ``init_kwargs`` to rebuild the module; the class must be importable where the model is
 loaded. ``format="torchscript"`` stores a self-contained TorchScript archive (scripted,
-or traced from the example). Without a format, importable classes use state_dict and
-others (defined in ``__main__``, say) use TorchScript.
+or traced from the example). Without a format, importable classes of the user's own
+use state_dict; others (defined in ``__main__``, or torch containers such as
+``nn.Sequential``) use TorchScript.
 """
 
 from __future__ import annotations
@@ -31,8 +32,15 @@ def matches(model: Any) -> bool:
 
 
 def _code_reference(model: Any) -> str | None:
+    """``module:Class`` that rebuilds the model from its constructor, or None.
+
+    torch's own containers (``nn.Sequential``...) are not rebuilt by their constructor's
+    arguments, and script classes cannot be imported elsewhere: both go to TorchScript.
+    """
     cls = type(model)
     if cls.__module__ in ("__main__", "builtins") or "<locals>" in cls.__qualname__:
+        return None
+    if cls.__module__.split(".")[0] == "torch":
         return None
     return f"{cls.__module__}:{cls.__qualname__}"
 
