@@ -101,3 +101,19 @@ def pipelines() -> PipelineRepository:
     from forgeml.store.pipelines import PipelineRepository
 
     return _get("pipelines", lambda: PipelineRepository(database()))
+
+
+def schedules() -> ScheduleRepository:
+    from forgeml.store.schedules import ScheduleRepository
+
+    return _get("schedules", lambda: ScheduleRepository(database()))
+
+
+def events() -> EventRepository:
+    from forgeml.store.schedules import EventRepository
+
+    return _get("events", lambda: EventRepository(database()))
+
+
+if TYPE_CHECKING:
+    from forgeml.store.schedules import EventRepository, ScheduleRepository

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from forgeml.cli import data, db, features, models, pipelines, runs
+from forgeml.cli import data, db, features, models, pipelines, runs, scheduler, schedules
 
 app = typer.Typer(
     name="forgeml",
@@ -23,6 +23,8 @@ app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(db.app, name="db")
+app.add_typer(schedules.app, name="schedules")
+app.command("scheduler")(scheduler.scheduler)
 
 
 @app.command()

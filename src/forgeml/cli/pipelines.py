@@ -53,6 +53,8 @@ def run(
     executor: str = typer.Option(None, help="local, ray or ray://HOST:PORT (default: settings)."),
     workers: int = typer.Option(None, help="At most this many CPUs' worth of steps at once."),
     as_json: bool = JSON,
+    trigger: str = typer.Option("manual", "--trigger", hidden=True),
+    dedupe_key: str = typer.Option(None, "--dedupe-key", hidden=True),
 ) -> None:
     """Run a pipeline; steps whose code and inputs are unchanged come from cache."""
     from forgeml.pipelines.api import load_pipeline
@@ -62,7 +64,14 @@ def run(
     pipeline = load_pipeline(ref)
     params = pipeline.params(**_parse_params(param))
     finished = run_pipeline(
-        pipeline, params, executor=executor, max_workers=workers, progress=not as_json, check=False
+        pipeline,
+        params,
+        executor=executor,
+        max_workers=workers,
+        progress=not as_json,
+        check=False,
+        trigger=trigger,
+        dedupe_key=dedupe_key,
     )
     _report(finished.id, as_json)
     if finished.status.value != "succeeded":

@@ -156,6 +156,10 @@ class Dataset:
             description,
         )
         dataset = cls(record)
+        if created:  # schedules that wait for new data fire on this event
+            backend.events().add(
+                "dataset_version", name, {"version": record.version}, record.created_by
+            )
         if run is not None:
             from forgeml.lineage_graph import record as record_edge
 

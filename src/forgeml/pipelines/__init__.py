@@ -38,6 +38,14 @@ _EXPORTS = {
     "logs": "forgeml.pipelines.api",
     "resume": "forgeml.pipelines.api",
     "load_pipeline": "forgeml.pipelines.api",
+    "schedule": "forgeml.pipelines.schedules_api",
+    "list_schedules": "forgeml.pipelines.schedules_api",
+    "get_schedule": "forgeml.pipelines.schedules_api",
+    "remove_schedule": "forgeml.pipelines.schedules_api",
+    "pause_schedule": "forgeml.pipelines.schedules_api",
+    "resume_schedule": "forgeml.pipelines.schedules_api",
+    "trigger": "forgeml.pipelines.schedules_api",
+    "Scheduler": "forgeml.pipelines.scheduler",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -71,3 +79,13 @@ if TYPE_CHECKING:
         step as step,
     )
     from forgeml.pipelines.runner import PipelineRun as PipelineRun, run_pipeline as run_pipeline
+    from forgeml.pipelines.scheduler import Scheduler as Scheduler
+    from forgeml.pipelines.schedules_api import (
+        get_schedule as get_schedule,
+        list_schedules as list_schedules,
+        pause_schedule as pause_schedule,
+        remove_schedule as remove_schedule,
+        resume_schedule as resume_schedule,
+        schedule as schedule,
+        trigger as trigger,
+    )

@@ -384,3 +384,43 @@ step_runs = Table(
     Index("ix_step_runs_cache_key", "cache_key"),
     Index("ix_step_runs_step", "step"),
 )
+
+# Things that happened and that schedules react to: a new dataset version, an alert, a
+# manual trigger. Append-only; ``id`` orders them, and each event schedule keeps the id
+# of the last event it handled as its cursor.
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("payload", JSON),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Index("ix_events_kind_subject", "kind", "subject"),
+)
+
+# A pipeline run on a clock (``cron`` or ``interval_seconds``) or on events (``event_kind``
+# and ``event_subject``, "*" for any). ``next_fire_at`` is the slot a scheduler claims by a
+# compare-and-set update; ``last_event_id`` is the cursor of an event schedule.
+pipeline_schedules = Table(
+    "pipeline_schedules",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("pipeline", String(1024), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("cron", String(256)),
+    Column("interval_seconds", Integer),
+    Column("timezone", String(64), nullable=False),
+    Column("event_kind", String(32)),
+    Column("event_subject", String(256)),
+    Column("enabled", Boolean, nullable=False),
+    Column("next_fire_at", Float),
+    Column("last_fired_at", Float),
+    Column("last_run_id", String(32)),
+    Column("last_event_id", BigInteger),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Index("ix_pipeline_schedules_next_fire_at", "next_fire_at"),
+)
