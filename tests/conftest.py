@@ -145,3 +145,30 @@ def any_backend(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+def require_ray() -> None:
+    """Skip without Ray locally; under CI=true a missing Ray fails the test."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        if IN_CI:
+            pytest.fail("CI=true: Ray must be installed, the Ray executor must be tested")
+        pytest.skip("Ray is not installed")
+
+
+@pytest.fixture(scope="session")
+def ray_runtime() -> Iterator[None]:
+    """One local Ray runtime for the whole test session (it takes seconds to start)."""
+    require_ray()
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        object_store_memory=150 * 1024**2,
+        include_dashboard=False,
+        logging_level="WARNING",
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()

@@ -100,7 +100,7 @@ def retrying(marks: str, failures: int) -> Any:
     return flaky(marks, failures)
 
 
-@fm.step(timeout=1.0)
+@fm.step(timeout=3.0)
 def sleepy(marks: str, seconds: float) -> float:
     mark(marks, "sleepy", f"{os.getpid()}")
     time.sleep(seconds)

@@ -56,6 +56,8 @@ _EXPORTS: dict[str, str] = {
     "Entity": "forgeml.features.definitions",
     "FeatureView": "forgeml.features.definitions",
     "OnDemandFeatureView": "forgeml.features.definitions",
+    # training
+    "tune": "forgeml.training.tune",
     # pipelines
     "step": "forgeml.pipelines.dsl",
     "pipeline": "forgeml.pipelines.dsl",
@@ -141,3 +143,4 @@ if TYPE_CHECKING:  # pragma: no cover - gives type checkers and IDEs the real si
         set_tags as set_tags,
         start_run as start_run,
     )
+    from forgeml.training.tune import tune as tune

@@ -20,6 +20,8 @@ from typing import Any
 from forgeml.pipelines.dsl import Resources
 from forgeml.pipelines.worker import Task, TaskResult, serve, store_logs
 
+_START_SECONDS = 60.0  # how long a new worker process may take to be ready
+
 
 @dataclass
 class _Worker:
@@ -153,6 +155,12 @@ class LocalExecutor:
         child.close()
         worker = _Worker(process, parent)
         self.workers.append(worker)
+        # A step's timeout counts from when a worker can take it, not from process start.
+        if parent.poll(_START_SECONDS):
+            try:
+                parent.recv()
+            except (EOFError, OSError):
+                pass
         return worker
 
     @staticmethod

@@ -251,6 +251,7 @@ def _captured(log_dir: Path, task: Task) -> Iterator[None]:
 def serve(connection: Any, parent: int) -> None:
     """The loop of a local worker process: tasks in, results out, until told to stop."""
     _exit_with_parent(parent)
+    connection.send("ready")
     while True:
         try:
             task = connection.recv()
