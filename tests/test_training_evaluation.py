@@ -167,15 +167,22 @@ def test_missing_matplotlib_is_named(
 def test_training_exports_exactly_its_public_names_and_imports_cheaply() -> None:
     assert forgeml.training.__all__ == sorted(
         [
+            "Choice",
             "EarlyStopping",
             "Evaluation",
+            "Float",
+            "Int",
             "PromotionDecision",
             "TrainResult",
             "TrainedModel",
             "Trainer",
+            "Trial",
+            "TrialPruned",
+            "TuneResult",
             "evaluate",
             "fit",
             "promote_if_better",
+            "tune",
         ]
     )
     for name in forgeml.training.__all__:
