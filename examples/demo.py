@@ -17,8 +17,11 @@ What it shows, in order:
 8. online features: the weather materialized into the online store, the champion
    checked against the feature-view versions it was trained on, a training/serving
    skew check, and one flight scored from online features;
-9. the lineage from the champion back to the feature views and raw datasets, and the
-   CLI views.
+9. the lineage from the champion back to the feature views and raw datasets;
+10. the same model as a pipeline (``examples/flights_pipeline.py``): data, features, an
+    8-trial hyperparameter search with ``fm.tune`` and a champion/challenger step, each
+    step cached by content; run twice, the second run comes from cache and
+    ``forgeml pipelines explain`` says why; then the CLI views.
 
 Run it with ``make demo``; run it again and the second model competes with the first.
 """
@@ -369,6 +372,34 @@ def show_lineage() -> None:
         console.print(f"  <- {node_type} {node_id}")
 
 
+def pipeline_section() -> None:
+    """The same model as a pipeline: steps cached by content, a search, a champion."""
+    import flights_pipeline
+
+    console.rule("[bold]the model as a pipeline: examples/flights_pipeline.py")
+    started = time.perf_counter()
+    run = flights_pipeline.flight_delay(trials=8, parallel=2)
+    table = Table(title=f"pipeline run {run.id[:8]}", title_justify="left")
+    for column in ("step", "status", "took"):
+        table.add_column(column)
+    for step in run.steps:
+        table.add_row(step.step, step.status.value, f"{step.seconds or 0:.1f} s")
+    console.print(table)
+    outcome = run.result
+    console.print(
+        f"8-trial LightGBM search and final model in {time.perf_counter() - started:.0f} s: "
+        f"test AUC {outcome['test_auc']:.4f}; {outcome['reason']}"
+    )
+    started = time.perf_counter()
+    again = flights_pipeline.flight_delay(trials=8, parallel=2)
+    taken = sorted({step.status.value for step in again.steps})
+    console.print(
+        f"run again: {', '.join(taken)} in {time.perf_counter() - started:.1f} s "
+        "(only the ingest step, cache=False, runs)"
+    )
+    cli("pipelines", "explain", again.id[:8])
+
+
 def cli(*args: str) -> None:
     console.print(f"[dim]$ forgeml {shlex.join(args)}[/]", markup=True, highlight=False)
     command = Path(sys.executable).parent / "forgeml"
@@ -452,6 +483,7 @@ def main() -> None:
     serve_check(test)
     serve_features(test)
     show_lineage()
+    pipeline_section()
     console.rule("[bold]the same, from the command line")
     cli(
         "runs", "list", "-e", EXPERIMENT, "-f", 'tags.stage = "candidate"', "-o", "metrics.auc desc"
