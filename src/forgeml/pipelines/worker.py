@@ -106,19 +106,23 @@ def settings_env() -> dict[str, str]:
 
 
 def _settle(task: Task) -> None:
-    """Take the orchestrator's settings and working directory if this process differs.
+    settle(task.env, task.cwd, task.python_path)
 
-    A worker may be reused across runs, or forked from a server started before the
-    settings changed: stores opened under other settings are closed first.
+
+def settle(env: dict[str, str], cwd: str | None, python_path: list[str]) -> None:
+    """Take the orchestrator's settings, working directory and import path.
+
+    A worker may be reused across runs, or forked from a server (or started by Ray)
+    before the settings changed: stores opened under other settings are closed first.
     """
     from forgeml import backend
 
-    if any(os.environ.get(k) != v for k, v in task.env.items()):
-        os.environ.update(task.env)
+    if any(os.environ.get(k) != v for k, v in env.items()):
+        os.environ.update(env)
         backend.reset()
-    if task.cwd and Path(task.cwd).is_dir() and os.getcwd() != task.cwd:
-        os.chdir(task.cwd)
-    for entry in task.python_path:
+    if cwd and Path(cwd).is_dir() and os.getcwd() != cwd:
+        os.chdir(cwd)
+    for entry in python_path:
         if entry not in sys.path and Path(entry or ".").is_dir():
             sys.path.append(entry)
 

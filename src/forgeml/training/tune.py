@@ -32,7 +32,6 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forgeml.errors import ForgeMLError, InvalidArgumentError
@@ -484,21 +483,10 @@ def _worker_trial(spec: _Spec) -> _Outcome:
 
 
 def _settle(spec: _Spec) -> None:
-    """Take the driver's settings, working directory and import path in a worker process.
+    """Take the driver's settings, working directory and import path in a worker process."""
+    from forgeml.pipelines.worker import settle
 
-    A worker may be reused, or may have been started under other settings (a Ray
-    worker): stores opened under other settings are closed first.
-    """
-    from forgeml import backend
-
-    if any(os.environ.get(k) != v for k, v in spec.env.items()):
-        os.environ.update(spec.env)
-        backend.reset()
-    if spec.cwd and Path(spec.cwd).is_dir() and os.getcwd() != spec.cwd:
-        os.chdir(spec.cwd)
-    for entry in spec.python_path:
-        if entry not in sys.path and Path(entry or ".").is_dir():
-            sys.path.append(entry)
+    settle(spec.env, spec.cwd, spec.python_path)
 
 
 # -- where trials run -------------------------------------------------------------------
