@@ -244,7 +244,14 @@ def ensure_schema(db: Database) -> None:
                 _refuse_foreign_tables(db)
                 _run_migrations(db, "head")
         return
-    _raise_for_revision(db, revision)
+    if revision in REVISIONS:
+        # An older revision may be another process creating the schema right now, one
+        # revision at a time: wait for it to finish before judging.
+        with _migration_lock(db):
+            revision = current_revision(db)
+        if revision == HEAD:
+            return
+    _raise_for_revision(db, revision or "?")
 
 
 def _raise_for_revision(db: Database, revision: str) -> None:
