@@ -207,3 +207,35 @@ def tracked(frame: pd.DataFrame) -> str:
 @fm.pipeline
 def training(marks: str) -> Any:
     return tracked(load(marks, 7))
+
+
+@fm.step(resources=fm.resources(gpus=1))
+def on_gpu(marks: str, name: str, seconds: float) -> dict[str, Any]:
+    """Records the devices it was given, its process and when it ran."""
+    start = time.time()
+    time.sleep(seconds)
+    mark(marks, f"gpu-{name}", f"{start} {time.time()}")
+    return {"devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid()}
+
+
+@fm.pipeline
+def gpu_pair(marks: str) -> Any:
+    return [on_gpu(marks, "a", 1.0), on_gpu(marks, "b", 1.0)]
+
+
+@fm.step
+def rendezvous(marks: str, name: str, other: str) -> bool:
+    """Waits (up to 30 s) for ``other`` to be running too: True if they met."""
+    mark(marks, f"running-{name}")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if marked(marks, f"running-{other}"):
+            time.sleep(0.2)  # let the other one see this one too
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@fm.pipeline
+def meeting(marks: str) -> Any:
+    return [rendezvous(marks, "a", "b"), rendezvous(marks, "b", "a")]

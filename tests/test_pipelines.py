@@ -98,12 +98,7 @@ def test_outputs_unpack_and_sub_pipelines_inline_their_steps(executor: str, mark
 
 
 def test_independent_steps_run_at_the_same_time(executor: str, marks: str) -> None:
-    steps.parallel(marks)
-    (a,) = steps.marked(marks, "window-a")
-    (b,) = steps.marked(marks, "window-b")
-    a_start, a_end = map(float, a.split())
-    b_start, b_end = map(float, b.split())
-    assert a_start < b_end and b_start < a_end, "the two steps did not overlap"
+    assert steps.meeting(marks).result == [True, True], "the two steps never ran together"
 
 
 def test_one_worker_runs_steps_one_after_another(home: Path, marks: str) -> None:
@@ -347,3 +342,23 @@ def test_lineage_links_runs_steps_values_and_the_runs_they_open(home: Path, mark
     step = ("step_run", f"{again.id}/load")
     cached = fm.lineage(step).upstream("step_run")
     assert ("step_run", f"{run.id}/load") in cached
+
+
+@pytest.mark.parametrize("devices", ["2", "1", "0"])
+def test_gpu_steps_get_devices_of_their_own(
+    home: Path, marks: str, monkeypatch: pytest.MonkeyPatch, devices: str
+) -> None:
+    monkeypatch.setenv("FORGEML_LOCAL_GPUS", devices)
+    if devices == "0":
+        with pytest.raises(PipelineError, match="asks for 1 GPUs; this machine shows 0"):
+            steps.gpu_pair(marks)
+        return
+    first, second = steps.gpu_pair(marks).result
+    a_start, a_end = map(float, steps.marked(marks, "gpu-a")[0].split())
+    b_start, b_end = map(float, steps.marked(marks, "gpu-b")[0].split())
+    overlap = a_start < b_end and b_start < a_end
+    assert first["pid"] != second["pid"]  # a fresh worker per GPU step
+    if devices == "2":
+        assert {first["devices"], second["devices"]} == {"0", "1"} and overlap
+    else:
+        assert first["devices"] == second["devices"] == "0" and not overlap

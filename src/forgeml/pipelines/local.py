@@ -5,18 +5,27 @@ milliseconds) and reused for step after step, which keeps a no-op step at about 
 millisecond of overhead. At most ``max_workers`` CPUs' worth of steps run at once. A
 step past its timeout is stopped by killing its worker, which is then replaced: a
 timeout always ends the step, whatever the step is doing.
+
+A step that asks for GPUs gets whole devices of its own: a fresh worker that sees only
+them (``CUDA_VISIBLE_DEVICES``), retired after the step, so no CUDA state outlives it.
+The devices are those ``FORGEML_LOCAL_GPUS`` names (a count or a list of ids), else
+``CUDA_VISIBLE_DEVICES``, else what ``nvidia-smi -L`` lists.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
+import shutil
+import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from forgeml.errors import PipelineError
 from forgeml.pipelines.dsl import Resources
 from forgeml.pipelines.worker import Task, TaskResult, serve, store_logs
 
@@ -32,6 +41,7 @@ class _Worker:
     timeout: float | None = None
     cpus: float = 0.0
     started: bool = False  # has it finished a task (so it did start)?
+    gpus: list[str] = field(default_factory=list)  # devices held; such a worker is retired
 
 
 def _context() -> Any:
@@ -50,6 +60,7 @@ class LocalExecutor:
         self.capacity = float(max_workers or os.cpu_count() or 1)
         self.context = _context()
         self.workers: list[_Worker] = []
+        self.devices = local_gpus()
 
     @property
     def used(self) -> float:
@@ -61,12 +72,32 @@ class LocalExecutor:
 
     def can_start(self, resources: Resources) -> bool:
         """Whether a step needing ``resources`` fits now (a big step runs alone)."""
+        wanted = math.ceil(resources.gpus)
+        if wanted > len(self.devices):
+            raise PipelineError(
+                f"a step asks for {resources.gpus:g} GPUs; this machine shows "
+                f"{len(self.devices)} (FORGEML_LOCAL_GPUS, CUDA_VISIBLE_DEVICES or nvidia-smi)"
+            )
+        if wanted > len(self._free_devices()):
+            return False
         if self.running == 0:
             return True
         return self.used + resources.cpus <= self.capacity
 
+    def _free_devices(self) -> list[str]:
+        held = {d for w in self.workers for d in w.gpus}
+        return [d for d in self.devices if d not in held]
+
     def submit(self, task: Task, resources: Resources, timeout: float | None) -> None:
-        worker = next((w for w in self.workers if w.task is None), None) or self._start()
+        wanted = math.ceil(resources.gpus)
+        if wanted:
+            devices = self._free_devices()[:wanted]
+            task = replace(task, env={**task.env, "CUDA_VISIBLE_DEVICES": ",".join(devices)})
+            worker = self._start()
+            worker.gpus = devices
+        else:
+            idle = next((w for w in self.workers if w.task is None and not w.gpus), None)
+            worker = idle or self._start()
         worker.task = task
         worker.cpus = resources.cpus
         worker.timeout = timeout
@@ -109,7 +140,10 @@ class LocalExecutor:
             if worker.connection.poll():
                 result: TaskResult = worker.connection.recv()
                 worker.started = True
-                self._free(worker)
+                if worker.gpus:  # its CUDA state goes with it
+                    self._retire(worker)
+                else:
+                    self._free(worker)
                 return result
         except (EOFError, OSError):
             pass
@@ -140,6 +174,15 @@ class LocalExecutor:
             ended_at=time.time(),
             logs=store_logs(Path(task.log_dir)),
         )
+
+    def _retire(self, worker: _Worker) -> None:
+        try:
+            worker.connection.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+        worker.process.join(5)
+        self._kill(worker)
+        self.workers.remove(worker)
 
     def _free(self, worker: _Worker) -> None:
         worker.task = None
@@ -184,3 +227,27 @@ class LocalExecutor:
                 worker.process.join(max(0.0, deadline - time.monotonic()))
             self._kill(worker)
         self.workers = []
+
+
+def local_gpus() -> list[str]:
+    """The GPU ids steps on this machine may be given (see the module docstring)."""
+    named = os.environ.get("FORGEML_LOCAL_GPUS")
+    if named is not None:
+        named = named.strip()
+        return [str(i) for i in range(int(named))] if named.isdigit() else _ids(named)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return _ids(visible)
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listed = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(listed.splitlines()) if line.startswith("GPU ")]
+
+
+def _ids(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip() and part.strip() != "-1"]
