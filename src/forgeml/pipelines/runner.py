@@ -285,6 +285,7 @@ class _State:
     started_at: float | None = None
     explain: dict[str, Any] | None = None
     error: str | None = None
+    arguments: dict[str, Any] | None = None  # encoded once its inputs are ready
 
 
 class _Orchestrator:
@@ -426,8 +427,16 @@ class _Orchestrator:
             self._submit(node)
 
     def _arguments(self, node: Node) -> dict[str, Any]:
-        outputs = {n: s.outputs or [] for n, s in self.state.items() if s.outputs is not None}
-        return {k: encode_arguments(v, outputs) for k, v in node.arguments.items()}
+        """The step's arguments as stored records, encoded once (constants stored once).
+
+        Called only once the step's inputs are ready, after which they never change:
+        the cache check, every attempt and the lineage all read the same encoding.
+        """
+        state = self.state[node.name]
+        if state.arguments is None:
+            outputs = {n: s.outputs for n, s in self.state.items() if s.outputs is not None}
+            state.arguments = {k: encode_arguments(v, outputs) for k, v in node.arguments.items()}
+        return state.arguments
 
     def _take_existing(self, node: Node, bar: _Progress | None) -> bool:
         """Reuse the resumed run's results, or cached ones; False when the step must run."""
