@@ -69,7 +69,7 @@ _EXPORTS: dict[str, str] = {
     "ForgeMLError": "forgeml.errors",
 }
 
-_SUBPACKAGES = ("data", "features", "pipelines", "training")
+_SUBPACKAGES = ("data", "features", "pipelines", "serving", "training")
 
 __all__ = sorted([*_EXPORTS, "__version__", *_SUBPACKAGES])
 
@@ -94,6 +94,7 @@ if TYPE_CHECKING:  # pragma: no cover - gives type checkers and IDEs the real si
         data as data,
         features as features,
         pipelines as pipelines,
+        serving as serving,
         training as training,
     )
     from forgeml.data.dataset import Dataset as Dataset

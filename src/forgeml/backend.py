@@ -115,5 +115,12 @@ def events() -> EventRepository:
     return _get("events", lambda: EventRepository(database()))
 
 
+def deployments() -> DeploymentRepository:
+    from forgeml.store.deployments import DeploymentRepository
+
+    return _get("deployments", lambda: DeploymentRepository(database()))
+
+
 if TYPE_CHECKING:
+    from forgeml.store.deployments import DeploymentRepository
     from forgeml.store.schedules import EventRepository, ScheduleRepository

@@ -10,6 +10,7 @@ them into one line on stderr and exit status 2, never a traceback::
     │   └── SchemaTooNewError    the database was written by a newer forgeml
     ├── NotFoundError            no run / model / version / alias by that name
     ├── AlreadyExistsError       a name or value that must be unique is taken
+    ├── ConflictError            an object changed since it was read (compare-and-set lost)
     ├── InvalidArgumentError     a bad value passed to a public function
     │   └── FilterSyntaxError    a malformed `search_runs` filter (knows the column)
     ├── ArtifactError
@@ -19,7 +20,8 @@ them into one line on stderr and exit status 2, never a traceback::
     ├── DataError
     │   ├── DataSourceError      a source cannot be read (names file, line, column)
     │   └── ValidationFailedError    a check of severity "error" failed
-    └── PipelineError            a pipeline cannot be built, or its run failed (has run_id)
+    ├── PipelineError            a pipeline cannot be built, or its run failed (has run_id)
+    └── ServingError             a deployment cannot be served as declared
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ class NotFoundError(ForgeMLError, LookupError):
 
 class AlreadyExistsError(ForgeMLError):
     """An object that must be unique already exists."""
+
+
+class ConflictError(ForgeMLError):
+    """An object changed between reading and writing it; read it again and retry."""
 
 
 class InvalidArgumentError(ForgeMLError, ValueError):
@@ -105,3 +111,7 @@ class PipelineError(ForgeMLError):
     def __init__(self, message: str, run_id: str | None = None) -> None:
         super().__init__(message)
         self.run_id = run_id
+
+
+class ServingError(ForgeMLError):
+    """A deployment cannot be served as declared: a model fails to load or to verify."""

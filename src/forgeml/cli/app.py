@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import typer
 
-from forgeml.cli import data, db, features, models, pipelines, runs, scheduler, schedules
+from forgeml.cli import (
+    data,
+    db,
+    deployments,
+    features,
+    models,
+    pipelines,
+    runs,
+    scheduler,
+    schedules,
+    serve,
+)
 
 app = typer.Typer(
     name="forgeml",
     help=(
-        "forgeml: version data, serve features, track experiments, register models "
-        "and trace their lineage."
+        "forgeml: version data, serve features, track experiments, register and serve "
+        "models, and trace their lineage."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -24,7 +35,9 @@ app.add_typer(features.app, name="features")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(db.app, name="db")
 app.add_typer(schedules.app, name="schedules")
+app.add_typer(deployments.app, name="deployments")
 app.command("scheduler")(scheduler.scheduler)
+app.command("serve")(serve.serve)
 
 
 @app.command()

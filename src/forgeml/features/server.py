@@ -14,21 +14,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 import orjson
 
+from forgeml.asgi import Receive, Scope, Send, error_body, lifespan, read_body, respond
 from forgeml.errors import ForgeMLError, InvalidArgumentError, NotFoundError
 from forgeml.features.lookup import FeatureClient
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
 MAX_BODY_BYTES = 1 << 20
 _BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-_JSON = [(b"content-type", b"application/json")]
 
 
 class _Metrics:
@@ -98,7 +92,7 @@ class FeatureServer:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -110,23 +104,23 @@ class FeatureServer:
             else:
                 status, body = await self._lookup(receive)
             self.metrics.observe(status, time.perf_counter() - started)
-            await _respond(send, status, body)
+            await respond(send, status, body)
         elif path == "/healthz" and method == "GET":
-            await _respond(send, 200, b'{"status":"ok"}')
+            await respond(send, 200, b'{"status":"ok"}')
         elif path == "/readyz" and method == "GET":
             await self._ready(send)
         elif path == "/v1/views" and method == "GET":
             views = {name: self.client.store.get_meta(name) for name in self.client.store.views()}
-            await _respond(send, 200, orjson.dumps({"views": views}))
+            await respond(send, 200, orjson.dumps({"views": views}))
         elif path == "/metrics" and method == "GET":
-            await _respond(
+            await respond(
                 send,
                 200,
                 self.metrics.render(self.client),
                 [(b"content-type", b"text/plain; version=0.0.4")],
             )
         else:
-            await _respond(send, 404, _error(f"no route {method} {path}"))
+            await respond(send, 404, _error(f"no route {method} {path}"))
 
     async def _lookup(self, receive: Receive) -> tuple[int, bytes]:
         raw = await _read_body(receive)
@@ -166,50 +160,17 @@ class FeatureServer:
         try:
             views = self.client.store.views()
         except Exception as exc:  # the store is unreachable: not ready, and say why
-            await _respond(send, 503, _error(f"online store unavailable: {exc}"))
+            await respond(send, 503, _error(f"online store unavailable: {exc}"))
             return
-        await _respond(send, 200, orjson.dumps({"status": "ready", "views": views}))
+        await respond(send, 200, orjson.dumps({"status": "ready", "views": views}))
 
 
 def _error(message: str) -> bytes:
-    return orjson.dumps({"error": message})
+    return error_body(message)
 
 
 async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*(headers or _JSON), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    return await read_body(receive, MAX_BODY_BYTES)
 
 
 def create_app() -> FeatureServer:

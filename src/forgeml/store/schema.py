@@ -424,3 +424,33 @@ pipeline_schedules = Table(
     Column("created_by", String(256), nullable=False),
     Index("ix_pipeline_schedules_next_fire_at", "next_fire_at"),
 )
+
+# A deployment: the registry versions a model server hosts under one name and how traffic
+# is split between them. ``spec`` is the whole declaration (see forgeml.serving.spec);
+# ``revision`` grows with every change, so servers polling the row see a change at once.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("spec", JSON, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+)
+
+# One Parquet file of logged predictions in the artifact store (``digest``), with the span
+# of request times it covers and the model versions that answered: what monitoring reads.
+prediction_log_files = Table(
+    "prediction_log_files",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("deployment", String(256), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("first_at", Float, nullable=False),
+    Column("last_at", Float, nullable=False),
+    Column("models", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_prediction_log_files_deployment_last_at", "deployment", "last_at"),
+)

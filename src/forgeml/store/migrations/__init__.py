@@ -4,5 +4,5 @@
 without loading Alembic; a test proves it equals the newest revision script.
 """
 
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
 HEAD = REVISIONS[-1]

@@ -1,0 +1,54 @@
+"""Serving: the model server, deployments and their traffic policies, the prediction log.
+
+import forgeml as fm
+fm.serving.deploy("delay", "models:/flight-delay@champion",
+                  policy="canary", challenger="models:/flight-delay/4", weight=10)
+fm.serving.serve(["delay"], port=8080)          # or: forgeml serve delay
+fm.serving.predictions("delay", since=time.time() - 3600)   # an Arrow table
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "DeploymentSpec": "forgeml.serving.spec",
+    "BreakerSpec": "forgeml.serving.spec",
+    "deploy": "forgeml.serving.deployments_api",
+    "update": "forgeml.serving.deployments_api",
+    "apply_file": "forgeml.serving.deployments_api",
+    "get_deployment": "forgeml.serving.deployments_api",
+    "list_deployments": "forgeml.serving.deployments_api",
+    "remove_deployment": "forgeml.serving.deployments_api",
+    "history": "forgeml.serving.deployments_api",
+    "serve": "forgeml.serving.launch",
+    "predictions": "forgeml.serving.prediction_log",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'forgeml.serving' has no attribute {name!r}")
+    value = getattr(
+        importlib.import_module(module), "read_predictions" if name == "predictions" else name
+    )
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from forgeml.serving.deployments_api import (
+        apply_file as apply_file,
+        deploy as deploy,
+        get_deployment as get_deployment,
+        history as history,
+        list_deployments as list_deployments,
+        remove_deployment as remove_deployment,
+        update as update,
+    )
+    from forgeml.serving.launch import serve as serve
+    from forgeml.serving.prediction_log import predictions as predictions
+    from forgeml.serving.spec import BreakerSpec as BreakerSpec, DeploymentSpec as DeploymentSpec

@@ -1,0 +1,154 @@
+"""Adaptive micro-batching: requests that arrive while the model is busy share its next call.
+
+The batcher never waits for a batch to fill unless told to (``max_wait_s``): the first
+request after an idle spell is sent at once, and only requests that queue up behind a
+running call are gathered into the next one. Latency at low load stays that of a
+single call; under load, calls grow up to ``max_batch_size`` rows and throughput grows
+with them. Model calls run in a thread of their own, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+P = TypeVar("P")
+
+
+class Overloaded(Exception):
+    """The queue is at its bound: the request is refused rather than left to time out."""
+
+
+@dataclass
+class _Item(Generic[P]):
+    payload: P
+    rows: int
+    future: asyncio.Future[Any]
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher(Generic[P]):
+    """Queue of requests in front of one model; ``call`` answers a list of payloads."""
+
+    def __init__(
+        self,
+        call: Callable[[Sequence[P]], Sequence[Any]],
+        *,
+        name: str,
+        max_batch_size: int = 64,
+        max_wait_s: float = 0.0,
+        max_queue_rows: int = 2048,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.call = call
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.max_queue_rows = max_queue_rows
+        self.on_batch = on_batch
+        self.queued_rows = 0
+        self.running = 0
+        self._queue: deque[_Item[P]] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"forgeml-model-{name}")
+        self._closing = False
+
+    def start(self) -> None:
+        if self._task is None:
+            self._wakeup = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def submit(self, payload: P, rows: int) -> Any:
+        """The model's answer for ``payload``; raises Overloaded when the queue is full."""
+        if self._closing:
+            raise Overloaded(f"{self.name} is shutting down")
+        if self.queued_rows + rows > self.max_queue_rows and self.queued_rows > 0:
+            raise Overloaded(
+                f"{self.name} has {self.queued_rows} rows queued (bound {self.max_queue_rows})"
+            )
+        self.start()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Item(payload, rows, future))
+        self.queued_rows += rows
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wakeup is not None
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self.max_wait_s > 0 and self.queued_rows < self.max_batch_size:
+                await self._fill(self._queue[0].queued_at + self.max_wait_s)
+            batch = self._take()
+            if not batch:
+                continue
+            self.running = sum(item.rows for item in batch)
+            try:
+                answers = await loop.run_in_executor(
+                    self._executor, self.call, [item.payload for item in batch]
+                )
+            except Exception as exc:
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+            else:
+                for item, answer in zip(batch, answers, strict=True):
+                    if not item.future.done():
+                        item.future.set_result(answer)
+            finally:
+                if self.on_batch is not None:
+                    self.on_batch(self.running)
+                self.running = 0
+
+    async def _fill(self, deadline: float) -> None:
+        """Wait (up to ``deadline``) for the queue to hold a full batch."""
+        assert self._wakeup is not None
+        while self.queued_rows < self.max_batch_size and not self._closing:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Item[P]]:
+        """Up to ``max_batch_size`` rows of requests still waiting for their answer."""
+        batch: list[_Item[P]] = []
+        rows = 0
+        while self._queue:
+            item = self._queue[0]
+            if item.future.done():  # its caller gave up (timeout): do not compute it
+                self._queue.popleft()
+                self.queued_rows -= item.rows
+                continue
+            if batch and rows + item.rows > self.max_batch_size:
+                break
+            self._queue.popleft()
+            self.queued_rows -= item.rows
+            batch.append(item)
+            rows += item.rows
+        return batch
+
+    async def close(self) -> None:
+        """Answer everything already queued, then stop."""
+        self._closing = True
+        if self._task is not None:
+            assert self._wakeup is not None
+            self._wakeup.set()
+            await self._task
+        self._executor.shutdown(wait=True)

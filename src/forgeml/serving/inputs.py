@@ -1,0 +1,327 @@
+"""Request inputs: read from JSON or Arrow, checked against the model's signature.
+
+Checking happens per request, on the event loop, in plain Python over the few values a
+request carries; turning rows into the DataFrame or array a model wants happens once
+per micro-batch, in the inference thread. Every refusal names the field and the row,
+so a caller can fix the request without reading server logs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from forgeml.errors import InvalidArgumentError
+
+FLOAT_TYPES = {"float16", "float32", "float64"}
+INT_TYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+
+
+class RequestError(InvalidArgumentError):
+    """The request cannot be scored as sent; ``field`` names the part at fault."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 422) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+@dataclass
+class Rows:
+    """One request's rows: named columns (lists of equal length) or one tensor."""
+
+    count: int
+    columns: dict[str, list[Any]] | None = None
+    tensor: np.ndarray | None = None
+
+    def value_rows(self) -> list[Any]:
+        """The rows as JSON-ready objects, for the prediction log."""
+        if self.columns is not None:
+            names = list(self.columns)
+            return [{name: self.columns[name][i] for name in names} for i in range(self.count)]
+        assert self.tensor is not None
+        return list(self.tensor.tolist())
+
+
+def rows_from_json(inputs: Any) -> Rows:
+    """Rows from the ``inputs`` of a JSON request.
+
+    ``[{"x": 1}, ...]`` (records), ``{"x": [1, 2]}`` (columns), ``{"x": 1}`` (one
+    record) or ``[[...], ...]`` (a batch for a tensor model).
+    """
+    if isinstance(inputs, dict):
+        if not inputs:
+            raise RequestError('"inputs" is empty', "inputs")
+        lists = [isinstance(v, list) for v in inputs.values()]
+        if all(lists):
+            lengths = {len(v) for v in inputs.values()}
+            if len(lengths) != 1:
+                sizes = ", ".join(f"{k}: {len(v)}" for k, v in inputs.items())
+                raise RequestError(f"columns have different lengths ({sizes})", "inputs")
+            columns = {str(k): v for k, v in inputs.items()}
+            return Rows(lengths.pop(), columns=columns)
+        if any(lists):
+            name = next(k for k, v in inputs.items() if isinstance(v, list))
+            raise RequestError(
+                f"field {name!r} is a list while others are single values: send columns "
+                "(all lists) or one record (no lists)",
+                name,
+            )
+        return Rows(1, columns={str(k): [v] for k, v in inputs.items()})
+    if isinstance(inputs, list):
+        if not inputs:
+            raise RequestError('"inputs" has no rows', "inputs")
+        if all(isinstance(r, dict) for r in inputs):
+            return _records(inputs)
+        if any(isinstance(r, dict) for r in inputs):
+            raise RequestError('mix of records and non-records in "inputs"', "inputs")
+        return Rows(len(inputs), tensor=_tensor(inputs))
+    raise RequestError(
+        '"inputs" must be a list of records, an object of columns or one record', "inputs"
+    )
+
+
+def _records(records: list[dict[str, Any]]) -> Rows:
+    first = records[0]
+    columns: dict[str, list[Any]] = {str(k): [v] for k, v in first.items()}
+    for index, record in enumerate(records[1:], start=1):
+        if len(record) != len(columns) or any(k not in columns for k in record):
+            missing = [k for k in columns if k not in record]
+            if missing:
+                raise RequestError(f"row {index}: field {missing[0]!r} is missing", missing[0])
+            extra = next(k for k in record if k not in columns)
+            raise RequestError(f"row {index}: field {extra!r} is not in row 0", extra)
+        for key, value in record.items():
+            columns[key].append(value)
+    return Rows(len(records), columns=columns)
+
+
+def _tensor(values: list[Any]) -> np.ndarray:
+    try:
+        array = np.asarray(values)
+    except ValueError as exc:
+        raise RequestError(f'"inputs" is not a rectangular array: {exc}', "inputs") from None
+    if array.dtype == object:
+        raise RequestError('"inputs" is not a rectangular array of numbers', "inputs")
+    return array
+
+
+def rows_from_arrow(body: bytes) -> Rows:
+    """Rows from an Arrow IPC stream (``application/vnd.apache.arrow.stream``)."""
+    import pyarrow as pa
+
+    try:
+        table = pa.ipc.open_stream(body).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RequestError(f"the body is not an Arrow IPC stream: {exc}", "body", 400) from None
+    if table.num_rows == 0:
+        raise RequestError("the Arrow table has no rows", "body")
+    return Rows(table.num_rows, columns=table.to_pydict())
+
+
+# --- checking against a signature -----------------------------------------------------
+
+
+def _is_float(value: Any) -> bool:
+    kind = type(value)
+    return kind is float or kind is int
+
+
+def _is_int(value: Any) -> bool:
+    kind = type(value)
+    return kind is int or (kind is float and value.is_integer())
+
+
+def _is_bool(value: Any) -> bool:
+    return type(value) is bool
+
+
+def _is_str(value: Any) -> bool:
+    return type(value) is str
+
+
+def _is_time(value: Any) -> bool:
+    kind = type(value)
+    return kind is str or kind is int or kind is float
+
+
+_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "float": (_is_float, "a number"),
+    "int": (_is_int, "a whole number"),
+    "bool": (_is_bool, "true or false"),
+    "string": (_is_str, "a string"),
+    "category": (_is_str, "a string"),
+    "datetime": (_is_time, "an ISO time string or epoch seconds"),
+}
+
+
+def _family(kind: str) -> str:
+    if kind in FLOAT_TYPES:
+        return "float"
+    if kind in INT_TYPES:
+        return "int"
+    if kind in _CHECKS:
+        return kind
+    return "any"
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    kind: str
+    family: str
+    nullable: bool
+
+
+class InputSchema:
+    """A model's input signature, ready to check requests and build model input."""
+
+    def __init__(self, schema: Mapping[str, Any] | None) -> None:
+        self.schema = dict(schema) if schema else None
+        self.kind = self.schema.get("type") if self.schema else None
+        self.columns: list[_Column] = []
+        if self.kind == "columns":
+            for column in self.schema["columns"] if self.schema else []:
+                kind = str(column["type"])
+                self.columns.append(
+                    _Column(str(column["name"]), kind, _family(kind), bool(column.get("nullable")))
+                )
+        self.names = [c.name for c in self.columns]
+        self.all_float = bool(self.columns) and all(
+            c.family == "float" or (c.family == "int" and not c.nullable) for c in self.columns
+        )
+        tensor = self.schema if self.kind == "tensor" and self.schema else {}
+        self.tensor_dtype = str(tensor["dtype"]) if "dtype" in tensor else None
+        self.tensor_shape = list(tensor.get("shape", []))
+
+    def check(self, rows: Rows) -> Rows:
+        """The rows the model needs, in signature order; RequestError names what is wrong."""
+        if self.kind == "columns":
+            return self._check_columns(rows)
+        if self.kind == "tensor":
+            return self._check_tensor(rows)
+        return rows
+
+    def _check_columns(self, rows: Rows) -> Rows:
+        if rows.columns is None:
+            raise RequestError(
+                f"this model takes named fields ({', '.join(self.names[:8])}"
+                f"{', ...' if len(self.names) > 8 else ''}), not an array",
+                "inputs",
+            )
+        given = rows.columns
+        checked: dict[str, list[Any]] = {}
+        for column in self.columns:
+            values = given.get(column.name)
+            if values is None:
+                raise RequestError(f"field {column.name!r} is missing", column.name)
+            check, expected = _CHECKS.get(column.family, (lambda v: True, "any value"))
+            for index, value in enumerate(values):
+                if value is None or (type(value) is float and math.isnan(value)):
+                    if not column.nullable:
+                        raise RequestError(
+                            f"row {index}: field {column.name!r} must not be null "
+                            "(the model was trained without missing values there)",
+                            column.name,
+                        )
+                    continue
+                if not check(value):
+                    raise RequestError(
+                        f"row {index}: field {column.name!r} must be {expected} "
+                        f"({column.kind}), got {_show(value)}",
+                        column.name,
+                    )
+            checked[column.name] = values
+        return Rows(rows.count, columns=checked)
+
+    def _check_tensor(self, rows: Rows) -> Rows:
+        if rows.tensor is None:
+            assert rows.columns is not None
+            raise RequestError(
+                f"this model takes an array of shape {self.tensor_shape}, not named fields",
+                "inputs",
+            )
+        tensor = rows.tensor
+        expected = self.tensor_shape[1:]
+        actual = list(tensor.shape[1:])
+        if len(actual) != len(expected) or any(
+            e not in (-1, None) and e != a for e, a in zip(expected, actual, strict=False)
+        ):
+            raise RequestError(
+                f"inputs have shape {list(tensor.shape)}; the model expects "
+                f"[n, {', '.join(str(e) for e in expected)}]",
+                "inputs",
+            )
+        try:
+            tensor = tensor.astype(self.tensor_dtype or tensor.dtype, copy=False)
+        except (TypeError, ValueError) as exc:
+            raise RequestError(f"inputs are not {self.tensor_dtype}: {exc}", "inputs") from None
+        return Rows(rows.count, tensor=tensor)
+
+    def model_input(self, parts: Sequence[Rows]) -> Any:
+        """The model's input for a micro-batch: one DataFrame or array for all parts."""
+        if self.kind == "tensor" or (self.kind is None and parts[0].tensor is not None):
+            tensors = [p.tensor for p in parts if p.tensor is not None]
+            return tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
+        import pandas as pd
+
+        names = self.names or list(parts[0].columns or {})
+        merged: dict[str, list[Any]] = {}
+        for name in names:
+            if len(parts) == 1:
+                merged[name] = parts[0].columns[name]  # type: ignore[index]
+            else:
+                merged[name] = [v for p in parts for v in p.columns[name]]  # type: ignore[index]
+        if self.all_float:
+            matrix = np.array([merged[n] for n in names], dtype=np.float64).T
+            frame = pd.DataFrame(matrix, columns=names, copy=False)
+            ints = [c.name for c in self.columns if c.family == "int"]
+            if ints:
+                kinds = {c.name: c.kind for c in self.columns if c.family == "int"}
+                frame = frame.astype(kinds)
+            floats32 = {c.name: c.kind for c in self.columns if c.kind in ("float32", "float16")}
+            return frame.astype(floats32) if floats32 else frame
+        return pd.DataFrame({name: _series(merged[name], self._column(name)) for name in names})
+
+    def _column(self, name: str) -> _Column | None:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        return None
+
+
+def _series(values: list[Any], column: _Column | None) -> Any:
+    import pandas as pd
+
+    if column is None:
+        return values
+    if column.family == "float":
+        return np.array(values, dtype=column.kind)
+    if column.family == "int":
+        if column.nullable:
+            nullable_kind: Any = column.kind.capitalize().replace("Uint", "UInt")
+            return pd.array(values, dtype=nullable_kind)
+        return np.array(values, dtype=column.kind)
+    if column.family == "bool":
+        return pd.array(values, dtype="boolean") if column.nullable else np.array(values, bool)
+    if column.family == "category":
+        return pd.Categorical(values)
+    if column.family == "datetime":
+        return pd.to_datetime(values, utc=True)
+    return np.array(values, dtype=object)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def columns_of(rows: Rows, names: Sequence[str]) -> dict[str, list[Any]]:
+    """Just ``names`` of ``rows`` (fields other than the model's, e.g. entity keys)."""
+    if rows.columns is None:
+        return {}
+    return {name: rows.columns[name] for name in names if name in rows.columns}

@@ -1,0 +1,247 @@
+"""The prediction log: every scored row, written in the background for monitoring.
+
+A request hands its record to a bounded in-memory buffer and moves on; a writer thread
+turns the buffer into one Parquet file per deployment every ``flush_seconds`` (or
+sooner when ``flush_rows`` are waiting), puts it in the artifact store and indexes it
+in the metadata store. When the buffer is full, records are dropped and counted,
+never blocking a request. If the database is down, written files wait in memory to be
+indexed on a later flush; nothing already written is lost.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from forgeml.serving.inputs import Rows
+
+log = logging.getLogger("forgeml.serving")
+
+SCHEMA_FIELDS = (
+    "request_id", "row", "at", "deployment", "arm", "model", "version", "inputs",
+    "features", "output", "latency_ms", "fallback", "shadow", "status",
+)  # fmt: skip
+
+
+@dataclass
+class LoggedRequest:
+    """What one request contributes: rows are expanded only in the writer thread."""
+
+    request_id: str
+    at: float
+    deployment: str
+    arm: str
+    model: str | None
+    version: int | None
+    rows: Rows
+    features: dict[str, list[Any]] | None
+    outputs: Sequence[Any] | None
+    latency_ms: float
+    fallback: bool
+    shadow: bool
+    status: int
+
+
+class PredictionLog:
+    def __init__(
+        self,
+        *,
+        max_rows: int = 200_000,
+        flush_rows: int = 20_000,
+        flush_seconds: float = 2.0,
+        on_written: Any = None,
+        on_dropped: Any = None,
+    ) -> None:
+        self.max_rows = max_rows
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.on_written = on_written
+        self.on_dropped = on_dropped
+        self.buffered_rows = 0
+        self.dropped_rows = 0
+        self.written_rows = 0
+        self._buffer: deque[LoggedRequest] = deque()
+        self._unindexed: list[tuple[str, str, int, float, float, list[str]]] = []
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._run, name="forgeml-prediction-log", daemon=True
+        )
+        self._thread.start()
+
+    def append(self, record: LoggedRequest) -> bool:
+        """Queue a request's rows; False (and counted) when the buffer is full."""
+        rows = record.rows.count
+        if self.buffered_rows + rows > self.max_rows:
+            self.dropped_rows += rows
+            if self.on_dropped is not None:
+                self.on_dropped(rows)
+            return False
+        self._buffer.append(record)
+        self.buffered_rows += rows
+        if self.buffered_rows >= self.flush_rows:
+            with self._wake:
+                self._wake.notify()
+        return True
+
+    def flush(self) -> None:
+        """Write everything buffered now (the writer thread does this on its own, too)."""
+        records: list[LoggedRequest] = []
+        while self._buffer:
+            record = self._buffer.popleft()
+            self.buffered_rows -= record.rows.count
+            records.append(record)
+        by_deployment: dict[str, list[LoggedRequest]] = {}
+        for record in records:
+            by_deployment.setdefault(record.deployment, []).append(record)
+        for deployment, group in by_deployment.items():
+            try:
+                self._write(deployment, group)
+            except Exception:  # the artifact store failed: these rows are lost, say so
+                count = sum(r.rows.count for r in group)
+                self.dropped_rows += count
+                if self.on_dropped is not None:
+                    self.on_dropped(count)
+                log.exception("could not write %d prediction-log rows of %s", count, deployment)
+        self._index()
+
+    def _write(self, deployment: str, records: list[LoggedRequest]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from forgeml import backend
+
+        columns: dict[str, list[Any]] = {name: [] for name in SCHEMA_FIELDS}
+        models: set[str] = set()
+        for record in records:
+            inputs = record.rows.value_rows()
+            features = _rows_of(record.features, record.rows.count)
+            if record.model is not None:
+                models.add(f"{record.model}/{record.version}")
+            for index, row in enumerate(inputs):
+                columns["request_id"].append(record.request_id)
+                columns["row"].append(index)
+                columns["at"].append(record.at)
+                columns["deployment"].append(deployment)
+                columns["arm"].append(record.arm)
+                columns["model"].append(record.model)
+                columns["version"].append(record.version)
+                columns["inputs"].append(_json(row))
+                columns["features"].append(_json(features[index]) if features else None)
+                columns["output"].append(
+                    _json(record.outputs[index]) if record.outputs is not None else None
+                )
+                columns["latency_ms"].append(record.latency_ms)
+                columns["fallback"].append(record.fallback)
+                columns["shadow"].append(record.shadow)
+                columns["status"].append(record.status)
+        table = pa.table(
+            {
+                "request_id": pa.array(columns["request_id"], pa.string()),
+                "row": pa.array(columns["row"], pa.int32()),
+                "at": pa.array(columns["at"], pa.float64()),
+                "deployment": pa.array(columns["deployment"], pa.string()),
+                "arm": pa.array(columns["arm"], pa.string()),
+                "model": pa.array(columns["model"], pa.string()),
+                "version": pa.array(columns["version"], pa.int32()),
+                "inputs": pa.array(columns["inputs"], pa.string()),
+                "features": pa.array(columns["features"], pa.string()),
+                "output": pa.array(columns["output"], pa.string()),
+                "latency_ms": pa.array(columns["latency_ms"], pa.float64()),
+                "fallback": pa.array(columns["fallback"], pa.bool_()),
+                "shadow": pa.array(columns["shadow"], pa.bool_()),
+                "status": pa.array(columns["status"], pa.int16()),
+            }
+        )
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        blob = backend.artifact_store().put_bytes(sink.getvalue())
+        times = columns["at"]
+        self._unindexed.append(
+            (deployment, blob.digest, table.num_rows, min(times), max(times), sorted(models))
+        )
+        self.written_rows += table.num_rows
+        if self.on_written is not None:
+            self.on_written(table.num_rows)
+
+    def _index(self) -> None:
+        from forgeml import backend
+
+        while self._unindexed:
+            entry = self._unindexed[0]
+            try:
+                backend.deployments().add_log_file(*entry)
+            except Exception as exc:  # the database is down: keep it for the next flush
+                log.warning("prediction-log file %s not indexed yet: %s", entry[1][:12], exc)
+                return
+            self._unindexed.pop(0)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if not self._stopping and self.buffered_rows < self.flush_rows:
+                    self._wake.wait(self.flush_seconds)
+                stopping = self._stopping
+            if self._buffer or self._unindexed:
+                self.flush()
+            if stopping:
+                return
+
+    def close(self) -> None:
+        """Write what is buffered and stop the writer."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join()
+
+
+def _rows_of(columns: dict[str, list[Any]] | None, count: int) -> list[dict[str, Any]] | None:
+    if not columns:
+        return None
+    return [{name: values[i] for name, values in columns.items()} for i in range(count)]
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def predictions(deployment: str, since: float | None = None, until: float | None = None) -> Any:
+    """Logged rows of ``deployment`` made in [since, until], as one Arrow table."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from forgeml import backend
+
+    store = backend.artifact_store()
+    tables = []
+    for entry in backend.deployments().log_files(deployment, since, until):
+        tables.append(pq.read_table(io.BytesIO(store.read_bytes(entry.digest))))
+    if not tables:
+        return pa.table({name: pa.array([], pa.string()) for name in SCHEMA_FIELDS}).slice(0, 0)
+    table = pa.concat_tables(tables)
+    mask = None
+    if since is not None:
+        mask = pc.greater_equal(table["at"], since)
+    if until is not None:
+        upper = pc.less_equal(table["at"], until)
+        mask = upper if mask is None else pc.and_(mask, upper)
+    if mask is not None:
+        table = table.filter(mask)
+    return table.sort_by([("at", "ascending"), ("request_id", "ascending"), ("row", "ascending")])
+
+
+def wait_written(plog: PredictionLog, rows: int, timeout: float = 10.0) -> bool:
+    """Block until ``rows`` rows were written (for tests and graceful exits)."""
+    deadline = time.monotonic() + timeout
+    while plog.written_rows < rows and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return plog.written_rows >= rows
