@@ -32,9 +32,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'forgeml.serving' has no attribute {name!r}")
-    value = getattr(
-        importlib.import_module(module), "read_predictions" if name == "predictions" else name
-    )
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

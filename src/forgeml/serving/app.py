@@ -58,6 +58,8 @@ class ServingApp:
         started = time.perf_counter()
         request_id = _request_id(scope)
         status, body, headers, answer = await self._route(scope, receive, request_id)
+        if answer is not None:
+            request_id = answer.request_id
         headers = [*headers, (b"x-request-id", request_id.encode())]
         await respond(send, status, body, headers)
         if self.access_logs:

@@ -59,6 +59,7 @@ class Answer:
     version: int | None
     fallback: bool
     reason: str | None = None
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -319,6 +320,7 @@ class ModelServer:
         finally:
             elapsed = time.perf_counter() - started
             self._account(live, handle, arm, answer, rows, status, elapsed, request_id, features)
+        answer.request_id = request_id
         if spec.policy == "shadow" and "challenger" in live.handles:
             self._spawn(self._shadow(live, rows, answer, request_id, features))
         return answer

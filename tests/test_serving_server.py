@@ -1,0 +1,512 @@
+"""The model server in-process: policies, validation, resilience, logging, swaps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import forgeml as fm
+from forgeml import backend
+from forgeml.serving.server import ModelServer, Source
+from forgeml.serving.spec import DeploymentSpec
+from serving_support import FEATURES, record, register_versions, running, table
+
+PREDICT = "/v1/deployments/{}/predict"
+
+
+def spec(**fields: Any) -> DeploymentSpec:
+    return DeploymentSpec.from_dict({"name": "clf", "model": "models:/clf@champion", **fields})
+
+
+def test_single_deployment_answers_like_the_model_and_names_its_version(home: Path) -> None:
+    versions = register_versions()
+    frame, _ = table(20, seed=3)
+    expected = fm.load_model("models:/clf/1").predict(frame).tolist()
+
+    async def main() -> None:
+        async with running(spec()) as (client, _server):
+            reply = await client.post(
+                PREDICT.format("clf"),
+                json={"inputs": frame.to_dict("records"), "id": "req-1"},
+            )
+            assert reply.status_code == 200, reply.text
+            body = reply.json()
+            assert body["outputs"] == expected
+            assert (body["model"], body["version"], body["arm"]) == ("clf", 1, "champion")
+            assert body["id"] == "req-1" and body["fallback"] is False
+            columns = await client.post(
+                PREDICT.format("clf"), json={"inputs": frame.to_dict("list")}
+            )
+            assert columns.json()["outputs"] == expected
+            one = await client.post(PREDICT.format("clf"), json={"inputs": record(3)})
+            assert one.json()["outputs"] == expected[:1]
+            assert reply.headers["x-request-id"] == "req-1"
+
+    assert versions[0].version == 1
+    asyncio.run(main())
+
+
+def test_bad_requests_get_4xx_naming_the_problem(home: Path) -> None:
+    register_versions(count=1)
+
+    async def main() -> None:
+        async with running(spec()) as (client, _server):
+            missing = await client.post(PREDICT.format("clf"), json={"inputs": {"f0": 1.0}})
+            assert missing.status_code == 422
+            assert missing.json() == {"error": "field 'f1' is missing", "field": "f1"}
+            wrong = await client.post(
+                PREDICT.format("clf"), json={"inputs": {**record(), "f3": "high"}}
+            )
+            assert wrong.status_code == 422 and wrong.json()["field"] == "f3"
+            assert "must be a number" in wrong.json()["error"]
+            garbage = await client.post(PREDICT.format("clf"), content=b"{not json")
+            assert garbage.status_code == 400 and "not valid JSON" in garbage.json()["error"]
+            shape = await client.post(PREDICT.format("clf"), json={"rows": []})
+            assert shape.status_code == 422 and '"inputs"' in shape.json()["error"]
+            nobody = await client.post(PREDICT.format("nope"), json={"inputs": record()})
+            assert nobody.status_code == 404 and "serving: clf" in nobody.json()["error"]
+            method = await client.get(PREDICT.format("clf"))
+            assert method.status_code == 405
+            big = await client.post(PREDICT.format("clf"), content=b" " * (65 << 20))
+            assert big.status_code == 413
+
+    asyncio.run(main())
+
+
+def test_canary_sends_about_its_weight_to_the_challenger(home: Path) -> None:
+    register_versions()
+
+    async def main() -> Counter[int]:
+        seen: Counter[int] = Counter()
+        async with running(spec(policy="canary", challenger="models:/clf/2", weight=30)) as (
+            client,
+            _server,
+        ):
+            for _ in range(400):
+                reply = await client.post(PREDICT.format("clf"), json={"inputs": record()})
+                seen[reply.json()["version"]] += 1
+        return seen
+
+    seen = asyncio.run(main())
+    assert sum(seen.values()) == 400
+    assert 0.2 < seen[2] / 400 < 0.4
+
+
+def test_ab_is_sticky_by_key_and_reports_outcomes_per_arm(home: Path) -> None:
+    register_versions()
+
+    async def main() -> dict[str, Any]:
+        async with running(
+            spec(policy="ab", challenger="models:/clf/2", weight=50, sticky_key="user")
+        ) as (client, _server):
+            arms: dict[str, set[str]] = {}
+            for i in range(60):
+                user = f"user-{i % 20}"
+                reply = await client.post(
+                    PREDICT.format("clf"), json={"inputs": {**record(), "user": user}}
+                )
+                arms.setdefault(user, set()).add(reply.json()["arm"])
+                outcome = 1.0 if reply.json()["arm"] == "challenger" and i % 2 else 0.0
+                await client.post(
+                    "/v1/deployments/clf/outcomes", json={"key": user, "value": outcome}
+                )
+            header = await client.post(
+                PREDICT.format("clf"), json={"inputs": record()}, headers={"x-forgeml-key": "k9"}
+            )
+            assert header.status_code == 200
+            assert all(len(seen) == 1 for seen in arms.values())  # sticky
+            assert {a for seen in arms.values() for a in seen} == {"champion", "challenger"}
+            bad = await client.post("/v1/deployments/clf/outcomes", json={"value": "yes"})
+            assert bad.status_code == 422
+            return (await client.get("/v1/deployments/clf/ab")).json()
+
+    summary = asyncio.run(main())
+    arms = summary["arms"]
+    assert arms["champion"]["outcomes"] + arms["challenger"]["outcomes"] == 60
+    assert arms["champion"]["mean"] == 0.0 and arms["challenger"]["mean"] > 0
+    assert summary["test"]["method"] == "welch_t"
+    assert summary["test"]["difference"] == pytest.approx(arms["challenger"]["mean"])
+    assert 0 <= summary["test"]["p_value"] < 0.05
+
+
+def test_shadow_returns_the_champion_and_logs_both_answers(home: Path) -> None:
+    register_versions()
+
+    async def main() -> None:
+        async with running(spec(policy="shadow", challenger="models:/clf/2")) as (client, server):
+            for seed in range(10):
+                reply = await client.post(PREDICT.format("clf"), json={"inputs": record(seed)})
+                assert reply.json()["version"] == 1 and reply.json()["arm"] == "champion"
+            while server._background:
+                await asyncio.sleep(0.01)
+            shadow = {
+                labels["outcome"]: value
+                for labels, value in server.metrics.samples("forgeml_serving_shadow_requests_total")
+            }
+            assert sum(shadow.values()) == 10
+
+    asyncio.run(main())
+    logged = fm.serving.predictions("clf").to_pylist()
+    assert len(logged) == 20
+    by_request: dict[str, dict[bool, Any]] = {}
+    for row in logged:
+        by_request.setdefault(row["request_id"], {})[row["shadow"]] = row
+    assert len(by_request) == 10
+    for pair in by_request.values():
+        assert pair[False]["version"] == 1 and pair[True]["version"] == 2
+        assert pair[False]["inputs"] == pair[True]["inputs"]
+
+
+def test_prediction_log_holds_every_row_with_inputs_output_and_latency(home: Path) -> None:
+    register_versions(count=1)
+    frame, _ = table(7, seed=5)
+    started = time.time()
+
+    async def main() -> None:
+        async with running(spec()) as (client, _server):
+            await client.post(
+                PREDICT.format("clf"), json={"inputs": frame.to_dict("records"), "id": "many"}
+            )
+            await client.post(PREDICT.format("clf"), json={"inputs": {"f0": 1}})  # 422, logged
+
+    asyncio.run(main())
+    import orjson
+
+    table_ = fm.serving.predictions("clf", since=started)
+    rows = table_.to_pylist()
+    assert [r["row"] for r in rows if r["request_id"] == "many"] == list(range(7))
+    first = next(r for r in rows if r["request_id"] == "many")
+    assert orjson.loads(first["inputs"]) == pytest.approx(frame.iloc[0].to_dict())
+    assert orjson.loads(first["output"]) in (0, 1)
+    assert first["latency_ms"] > 0 and first["status"] == 200 and not first["fallback"]
+    assert first["model"] == "clf" and first["version"] == 1
+    refused = [r for r in rows if r["status"] == 422]
+    assert len(refused) == 1 and refused[0]["output"] is None
+    files = backend.deployments().log_files("clf")
+    assert sum(f.rows for f in files) == 8 and files[0].models == ["clf/1"]
+    assert fm.serving.predictions("clf", since=time.time() + 60).num_rows == 0
+
+
+def _break(server: ModelServer, role: str, *, sleep: float = 0.0, error: bool = True) -> None:
+    handle = server.deployments["clf"].handles[role]
+    real = handle.batcher.call
+
+    def failing(payloads: Sequence[Any]) -> Sequence[Any]:
+        if sleep:
+            time.sleep(sleep)
+        if error:
+            raise RuntimeError("model exploded")
+        return real(payloads)
+
+    handle.batcher.call = failing
+
+
+def test_breaker_opens_and_the_fallback_model_answers_marked_as_such(home: Path) -> None:
+    register_versions()
+
+    async def main() -> None:
+        deployment = spec(fallback="models:/clf/2", breaker={"failures": 3, "open_seconds": 0.3})
+        async with running(deployment) as (client, server):
+            _break(server, "champion")
+            replies = [
+                (await client.post(PREDICT.format("clf"), json={"inputs": record()})).json()
+                for _ in range(5)
+            ]
+            assert all(r["fallback"] and r["version"] == 2 for r in replies)
+            assert "model clf/1 failed: model exploded" in replies[0]["fallback_reason"]
+            assert replies[3]["fallback_reason"].startswith("circuit open")
+            live = server.deployments["clf"]
+            assert live.handles["champion"].breaker.state == "open"
+            metrics = (await client.get("/metrics")).text
+            assert 'forgeml_serving_breaker_state{arm="champion",deployment="clf"} 2.0' in metrics
+            assert 'forgeml_serving_fallbacks_total{deployment="clf",reason="model"} 5.0' in metrics
+            # the model recovers: after open_seconds the probes close the circuit again
+            live.handles["champion"].batcher.call = live.handles["champion"].model.predict
+            await asyncio.sleep(0.35)
+            for _ in range(3):
+                reply = await client.post(PREDICT.format("clf"), json={"inputs": record()})
+                assert reply.json()["version"] == 1 and not reply.json()["fallback"]
+            assert live.handles["champion"].breaker.state == "closed"
+            states = [
+                labels["state"]
+                for labels, value in server.metrics.samples(
+                    "forgeml_serving_breaker_transitions_total"
+                )
+                if value
+            ]
+            assert sorted(states) == ["closed", "half_open", "open"]
+
+    asyncio.run(main())
+
+
+def test_timeouts_fall_back_to_the_default_answer_or_say_504(home: Path) -> None:
+    register_versions(count=1)
+
+    async def main() -> None:
+        async with running(spec(timeout_ms=50, default_answer=-1, breaker={"failures": 100})) as (
+            client,
+            server,
+        ):
+            _break(server, "champion", sleep=0.2, error=False)
+            reply = await client.post(PREDICT.format("clf"), json={"inputs": record()})
+            assert reply.status_code == 200
+            body = reply.json()
+            assert body["outputs"] == [-1] and body["fallback"] and body["arm"] == "default"
+            assert body["fallback_reason"] == "timeout after 50 ms"
+        async with running(spec(timeout_ms=50, breaker={"failures": 1})) as (client, server):
+            _break(server, "champion", sleep=0.2, error=False)
+            first = await client.post(PREDICT.format("clf"), json={"inputs": record()})
+            assert first.status_code == 504 and "timeout after 50 ms" in first.json()["error"]
+            second = await client.post(PREDICT.format("clf"), json={"inputs": record()})
+            assert second.status_code == 503 and "circuit open" in second.json()["error"]
+            assert second.headers["retry-after"] == "10"
+
+    asyncio.run(main())
+
+
+def test_a_full_queue_sheds_with_503_and_retry_after(home: Path) -> None:
+    register_versions(count=1)
+
+    async def main() -> None:
+        async with running(spec(max_queue=2, max_batch_size=1)) as (client, server):
+            _break(server, "champion", sleep=0.3, error=False)
+            replies = await asyncio.gather(
+                *[client.post(PREDICT.format("clf"), json={"inputs": record()}) for _ in range(8)]
+            )
+            codes = Counter(r.status_code for r in replies)
+            assert codes[200] >= 2 and codes[503] >= 1 and codes[200] + codes[503] == 8
+            shed = next(r for r in replies if r.status_code == 503)
+            assert shed.headers["retry-after"] == "1" and "overloaded" in shed.json()["error"]
+
+    asyncio.run(main())
+
+
+def test_v2_protocol_json_metadata_and_errors(home: Path) -> None:
+    register_versions(count=1)
+    frame, _ = table(3, seed=9)
+    expected = fm.load_model("models:/clf/1").predict(frame).tolist()
+
+    async def main() -> None:
+        async with running(spec()) as (client, _server):
+            assert (await client.get("/v2/health/ready")).status_code == 200
+            meta = (await client.get("/v2/models/clf")).json()
+            assert meta["versions"] == ["1"]
+            assert [i["name"] for i in meta["inputs"]] == FEATURES
+            request = {
+                "id": "v2-1",
+                "inputs": [
+                    {"name": name, "datatype": "FP64", "shape": [3], "data": frame[name].tolist()}
+                    for name in FEATURES
+                ],
+            }
+            reply = await client.post("/v2/models/clf/infer", json=request)
+            assert reply.status_code == 200, reply.text
+            body = reply.json()
+            assert body["id"] == "v2-1" and body["model_version"] == "1"
+            assert body["outputs"][0]["data"] == expected
+            assert body["outputs"][0]["shape"] == [3]
+            versioned = await client.post("/v2/models/clf/versions/1/infer", json=request)
+            assert versioned.status_code == 200
+            wrong_version = await client.post("/v2/models/clf/versions/7/infer", json=request)
+            assert wrong_version.status_code == 404
+            short = {**request, "inputs": request["inputs"][:-1]}
+            missing = await client.post("/v2/models/clf/infer", json=short)
+            assert missing.status_code == 422 and missing.json()["error"] == "field 'f4' is missing"
+            bad_shape = {
+                "inputs": [{"name": "f0", "datatype": "FP64", "shape": [2], "data": [1.0]}]
+            }
+            shaped = await client.post("/v2/models/clf/infer", json=bad_shape)
+            assert shaped.status_code == 422 and "shape says 2 values" in shaped.json()["error"]
+
+    asyncio.run(main())
+
+
+def test_stored_deployment_changes_and_alias_moves_swap_at_runtime(home: Path) -> None:
+    register_versions(count=3)
+    fm.serving.deploy("clf", "models:/clf@champion")
+
+    async def main() -> None:
+        async with running(stored=True) as (client, server):
+
+            async def version() -> int:
+                reply = await client.post(PREDICT.format("clf"), json={"inputs": record()})
+                assert reply.status_code == 200
+                return int(reply.json()["version"])
+
+            assert await version() == 1
+            fm.set_alias("clf", "champion", 2)
+            await server.refresh()
+            assert await version() == 2
+            fm.serving.update("clf", policy="canary", challenger="models:/clf/3", weight=100)
+            await server.refresh()
+            assert await version() == 3
+            described = (await client.get("/v1/deployments/clf")).json()
+            assert described["revision"] == 2
+            assert described["models"]["challenger"]["version"] == 3
+            fm.serving.remove_deployment("clf")
+            await server.refresh()
+            gone = await client.post(PREDICT.format("clf"), json={"inputs": record()})
+            assert gone.status_code == 404
+
+    asyncio.run(main())
+    changes = [entry["change"] for entry in fm.serving.history("clf")]
+    assert changes == ["saved", "saved", "removed"]
+
+
+def test_swap_under_concurrent_load_fails_no_request(home: Path) -> None:
+    register_versions(count=3)
+    fm.serving.deploy("clf", "models:/clf@champion")
+
+    async def main() -> Counter[Any]:
+        results: Counter[Any] = Counter()
+        stop = asyncio.Event()
+        async with running(stored=True) as (client, server):
+
+            async def hammer() -> None:
+                while not stop.is_set():
+                    reply = await client.post(PREDICT.format("clf"), json={"inputs": record()})
+                    results[reply.status_code] += 1
+                    if reply.status_code == 200:
+                        results[("version", reply.json()["version"])] += 1
+
+            workers = [asyncio.create_task(hammer()) for _ in range(16)]
+            for step in range(6):
+                await asyncio.sleep(0.15)
+                if step % 2 == 0:
+                    fm.set_alias("clf", "champion", 2 if step % 4 == 0 else 1)
+                else:
+                    fm.serving.update(
+                        "clf", policy="canary", challenger="models:/clf/3", weight=step * 15
+                    )
+                await server.refresh()
+            await asyncio.sleep(0.15)
+            stop.set()
+            await asyncio.gather(*workers)
+        return results
+
+    results = asyncio.run(main())
+    statuses = {k: v for k, v in results.items() if isinstance(k, int)}
+    assert set(statuses) == {200}, statuses
+    assert statuses[200] > 100
+    assert {k[1] for k in results if isinstance(k, tuple)} == {1, 2, 3}
+
+
+def test_server_starts_from_its_snapshot_when_the_database_is_down(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_versions(count=1)
+    fm.serving.deploy("clf", "models:/clf@champion")
+
+    async def first() -> None:
+        async with running(stored=True) as (client, _server):
+            assert (await client.post(PREDICT.format("clf"), json={"inputs": record()})).is_success
+
+    asyncio.run(first())
+    monkeypatch.setenv("FORGEML_DB_URL", "postgresql://nobody@127.0.0.1:9/nothing")
+    backend.reset()
+
+    async def second() -> None:
+        server = ModelServer(Source(stored=True), refresh_seconds=0.05, log_predictions=False)
+        await server.start()
+        try:
+            import httpx
+
+            from forgeml.serving.app import ServingApp
+
+            transport = httpx.ASGITransport(app=ServingApp(server, access_logs=False))
+            async with httpx.AsyncClient(transport=transport, base_url="http://s") as client:
+                reply = await client.post(PREDICT.format("clf"), json={"inputs": record()})
+                assert reply.status_code == 200 and reply.json()["version"] == 1
+                await asyncio.sleep(0.2)  # refreshes fail; serving goes on
+                ready = (await client.get("/readyz")).json()
+                assert ready["ready"] and ready["control_plane"] == "unreachable"
+                again = await client.post(PREDICT.format("clf"), json={"inputs": record()})
+                assert again.status_code == 200
+        finally:
+            await server.stop()
+
+    asyncio.run(second())
+
+
+def test_arrow_requests_score_many_rows(home: Path) -> None:
+    import pyarrow as pa
+
+    register_versions(count=1)
+    frame, _ = table(50, seed=11)
+    expected = fm.load_model("models:/clf/1").predict(frame).tolist()
+    sink = pa.BufferOutputStream()
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    with pa.ipc.new_stream(sink, arrow.schema) as writer:
+        writer.write_table(arrow)
+
+    async def main() -> None:
+        async with running(spec()) as (client, _server):
+            reply = await client.post(
+                PREDICT.format("clf"),
+                content=sink.getvalue().to_pybytes(),
+                headers={"content-type": "application/vnd.apache.arrow.stream"},
+            )
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["outputs"] == expected
+
+    asyncio.run(main())
+
+
+def test_features_from_the_online_store_join_the_request_fields(home: Path, tmp_path: Path) -> None:
+    import datetime as dt
+
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    history = pd.DataFrame(
+        {
+            "user_id": [1, 2, 1],
+            "ts": pd.to_datetime(["2024-01-01", "2024-01-01", "2024-01-02"]).astype(
+                "datetime64[us]"
+            ),
+            "score": [0.1, 0.9, 0.3],
+        }
+    )
+    source = tmp_path / "stats.parquet"
+    history.to_parquet(source)
+    user = fm.Entity("user", join_keys=["user_id"])
+    view = fm.FeatureView("stats", entities=[user], source=str(source), timestamp_field="ts",
+                          features=["score"])  # fmt: skip
+    fm.features.apply([user, view])
+    fm.features.materialize("stats", end=dt.datetime(2024, 2, 1))
+    train = pd.DataFrame({"amount": [1.0, 5.0, 2.0, 8.0], "score": [0.1, 0.9, 0.2, 0.8]})
+    model = LogisticRegression().fit(train, [0, 1, 0, 1])
+    fm.log_model(model, "risk", example=train[:2], run_id=None)
+    expected = model.predict_proba(pd.DataFrame({"amount": [3.0, 3.0], "score": [0.3, 0.9]}))
+
+    async def main() -> None:
+        deployment = DeploymentSpec.from_dict(
+            {"name": "risk", "model": "models:/risk/1", "features": ["stats:score"],
+             "method": "predict_proba"}
+        )  # fmt: skip
+        async with running(deployment) as (client, _server):
+            reply = await client.post(
+                PREDICT.format("risk"),
+                json={"inputs": [{"user_id": 1, "amount": 3.0}, {"user_id": 2, "amount": 3.0}]},
+            )
+            assert reply.status_code == 200, reply.text
+            outputs = reply.json()["outputs"]
+            assert len(outputs) == 2
+            assert [p for row in outputs for p in row] == pytest.approx(expected.ravel().tolist())
+            unknown_key = await client.post(
+                PREDICT.format("risk"), json={"inputs": [{"amount": 3.0}]}
+            )
+            assert unknown_key.status_code == 422
+            assert "keyed by 'user_id'" in unknown_key.json()["error"]
+
+    asyncio.run(main())
+    logged = fm.serving.predictions("risk").to_pylist()
+    import orjson
+
+    assert orjson.loads(logged[0]["features"]) == {"score": 0.3}
