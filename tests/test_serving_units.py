@@ -149,10 +149,9 @@ def test_ragged_records_and_columns_are_refused() -> None:
 
 def test_a_batch_becomes_one_frame_with_the_signature_types() -> None:
     schema = InputSchema(SCHEMA)
-    parts = [
-        schema.check(rows_from_json([{"distance": 1, "hour": 7, "carrier": "UA", "temp": None}])),
-        schema.check(rows_from_json({"distance": [2.5], "hour": [8.0], "carrier": ["B6"], "temp": [3.0]})),
-    ]  # fmt: skip
+    first = [{"distance": 1, "hour": 7, "carrier": "UA", "temp": None}]
+    second = {"distance": [2.5], "hour": [8.0], "carrier": ["B6"], "temp": [3.0]}
+    parts = [schema.check(rows_from_json(first)), schema.check(rows_from_json(second))]
     frame = schema.model_input(parts)
     assert list(frame.columns) == ["distance", "hour", "carrier", "temp"]
     assert frame["distance"].tolist() == [1.0, 2.5]
