@@ -31,6 +31,30 @@ SCHEMA_FIELDS = (
 )  # fmt: skip
 
 
+def log_schema() -> Any:
+    """The Arrow schema of prediction-log files: what monitoring reads."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("request_id", pa.string()),
+            ("row", pa.int32()),
+            ("at", pa.float64()),
+            ("deployment", pa.string()),
+            ("arm", pa.string()),
+            ("model", pa.string()),
+            ("version", pa.int32()),
+            ("inputs", pa.string()),
+            ("features", pa.string()),
+            ("output", pa.string()),
+            ("latency_ms", pa.float64()),
+            ("fallback", pa.bool_()),
+            ("shadow", pa.bool_()),
+            ("status", pa.int16()),
+        ]
+    )
+
+
 @dataclass
 class LoggedRequest:
     """What one request contributes: rows are expanded only in the writer thread."""
@@ -71,6 +95,7 @@ class PredictionLog:
         self._buffer: deque[LoggedRequest] = deque()
         self._unindexed: list[tuple[str, str, int, float, float, list[str]]] = []
         self._wake = threading.Condition()
+        self._count_lock = threading.Lock()
         self._stopping = False
         self._thread = threading.Thread(
             target=self._run, name="forgeml-prediction-log", daemon=True
@@ -80,13 +105,17 @@ class PredictionLog:
     def append(self, record: LoggedRequest) -> bool:
         """Queue a request's rows; False (and counted) when the buffer is full."""
         rows = record.rows.count
-        if self.buffered_rows + rows > self.max_rows:
-            self.dropped_rows += rows
+        with self._count_lock:
+            full = self.buffered_rows + rows > self.max_rows
+            if full:
+                self.dropped_rows += rows
+            else:
+                self.buffered_rows += rows
+        if full:
             if self.on_dropped is not None:
                 self.on_dropped(rows)
             return False
         self._buffer.append(record)
-        self.buffered_rows += rows
         if self.buffered_rows >= self.flush_rows:
             with self._wake:
                 self._wake.notify()
@@ -97,7 +126,8 @@ class PredictionLog:
         records: list[LoggedRequest] = []
         while self._buffer:
             record = self._buffer.popleft()
-            self.buffered_rows -= record.rows.count
+            with self._count_lock:
+                self.buffered_rows -= record.rows.count
             records.append(record)
         by_deployment: dict[str, list[LoggedRequest]] = {}
         for record in records:
@@ -107,7 +137,8 @@ class PredictionLog:
                 self._write(deployment, group)
             except Exception:  # the artifact store failed: these rows are lost, say so
                 count = sum(r.rows.count for r in group)
-                self.dropped_rows += count
+                with self._count_lock:
+                    self.dropped_rows += count
                 if self.on_dropped is not None:
                     self.on_dropped(count)
                 log.exception("could not write %d prediction-log rows of %s", count, deployment)
@@ -143,23 +174,10 @@ class PredictionLog:
                 columns["fallback"].append(record.fallback)
                 columns["shadow"].append(record.shadow)
                 columns["status"].append(record.status)
+        schema = log_schema()
         table = pa.table(
-            {
-                "request_id": pa.array(columns["request_id"], pa.string()),
-                "row": pa.array(columns["row"], pa.int32()),
-                "at": pa.array(columns["at"], pa.float64()),
-                "deployment": pa.array(columns["deployment"], pa.string()),
-                "arm": pa.array(columns["arm"], pa.string()),
-                "model": pa.array(columns["model"], pa.string()),
-                "version": pa.array(columns["version"], pa.int32()),
-                "inputs": pa.array(columns["inputs"], pa.string()),
-                "features": pa.array(columns["features"], pa.string()),
-                "output": pa.array(columns["output"], pa.string()),
-                "latency_ms": pa.array(columns["latency_ms"], pa.float64()),
-                "fallback": pa.array(columns["fallback"], pa.bool_()),
-                "shadow": pa.array(columns["shadow"], pa.bool_()),
-                "status": pa.array(columns["status"], pa.int16()),
-            }
+            {name: pa.array(columns[name], schema.field(name).type) for name in SCHEMA_FIELDS},
+            schema=schema,
         )
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd")
@@ -226,7 +244,7 @@ def predictions(deployment: str, since: float | None = None, until: float | None
     for entry in backend.deployments().log_files(deployment, since, until):
         tables.append(pq.read_table(io.BytesIO(store.read_bytes(entry.digest))))
     if not tables:
-        return pa.table({name: pa.array([], pa.string()) for name in SCHEMA_FIELDS}).slice(0, 0)
+        return log_schema().empty_table()
     table = pa.concat_tables(tables)
     mask = None
     if since is not None:
