@@ -21,7 +21,12 @@ What it shows, in order:
 10. the same model as a pipeline (``examples/flights_pipeline.py``): data, features, an
     8-trial hyperparameter search with ``fm.tune`` and a champion/challenger step, each
     step cached by content; run twice, the second run comes from cache and
-    ``forgeml pipelines explain`` says why; then the CLI views.
+    ``forgeml pipelines explain`` says why;
+11. serving: ``forgeml serve`` hosts a deployment whose champion answers while the tuned
+    pipeline model shadows it; real December flights are scored over HTTP, a bad request
+    gets a 422 naming its field, the deployment switches to a 25% canary at runtime (no
+    restart), and the prediction log and Prometheus metrics show what happened;
+then the CLI views.
 
 Run it with ``make demo``; run it again and the second model competes with the first.
 """
@@ -400,6 +405,102 @@ def pipeline_section() -> None:
     cli("pipelines", "explain", again.id[:8])
 
 
+def serving_section(test: pd.DataFrame) -> None:
+    """A model server over real HTTP: shadow, then canary, then the prediction log."""
+    import httpx
+    import orjson
+
+    console.rule("[bold]serving")
+    fm.serving.deploy(
+        "delay",
+        f"models:/{MODEL}@champion",
+        policy="shadow",
+        challenger="models:/flight-delay-tuned@champion",
+        method="predict_proba",
+        reason="demo: the tuned model shadows the champion",
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "forgeml", "serve", "delay", "--port", str(port),
+         "--refresh", "0.5", "--no-access-log"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    flights_ = test[flights.FEATURES].head(300).astype(object)
+    records = flights_.where(flights_.notna(), None).to_dict("records")
+    try:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            wait_ready(client, process)
+            console.print(f"$ forgeml serve delay --port {port}: ready")
+            latencies, arms = score(client, records[:200])
+            console.print(
+                f"200 December flights, one per request: p50 {percentile(latencies, 50):.1f} ms, "
+                f"p99 {percentile(latencies, 99):.1f} ms, all answered by {dict(arms)}"
+            )
+            bad = client.post("/v1/deployments/delay/predict", json={"inputs": {"hour": 7}})
+            console.print(f"a request missing fields: {bad.status_code} {bad.json()['error']}")
+            cli("deployments", "set", "delay", "--policy", "canary", "--weight", "25",
+                "--reason", "shadow looked fine: 25% canary")  # fmt: skip
+            time.sleep(1.5)  # the server notices the new revision within --refresh
+            _, arms = score(client, records[200:300])
+            console.print(f"next 100 flights, after the change (no restart): {dict(arms)}")
+            metrics = client.get("/metrics").text
+            shadow = [x for x in metrics.splitlines() if x.startswith("forgeml_serving_shadow")]
+            console.print("shadow comparisons: " + "; ".join(shadow))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    logged = fm.serving.predictions("delay")
+    first = logged.slice(0, 1).to_pylist()[0]
+    console.print(
+        f"prediction log: {logged.num_rows} rows (champion, shadow and canary answers), e.g. "
+        f"v{first['version']} said {orjson.loads(first['output'])} in {first['latency_ms']:.1f} ms"
+    )
+
+
+def score(client: Any, records: list[dict[str, Any]]) -> tuple[list[float], dict[str, int]]:
+    from collections import Counter
+
+    latencies: list[float] = []
+    arms: Counter[str] = Counter()
+    for row in records:
+        started = time.perf_counter()
+        reply = client.post("/v1/deployments/delay/predict", json={"inputs": row})
+        latencies.append((time.perf_counter() - started) * 1000)
+        reply.raise_for_status()
+        body = reply.json()
+        arms[f"{body['model']} v{body['version']}"] += 1
+    return latencies, dict(arms)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(client: Any, process: subprocess.Popen[bytes]) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the model server did not become ready")
+
+
 def cli(*args: str) -> None:
     console.print(f"[dim]$ forgeml {shlex.join(args)}[/]", markup=True, highlight=False)
     command = Path(sys.executable).parent / "forgeml"
@@ -484,6 +585,7 @@ def main() -> None:
     serve_features(test)
     show_lineage()
     pipeline_section()
+    serving_section(test)
     console.rule("[bold]the same, from the command line")
     cli(
         "runs", "list", "-e", EXPERIMENT, "-f", 'tags.stage = "candidate"', "-o", "metrics.auc desc"
@@ -491,6 +593,7 @@ def main() -> None:
     cli("models", "show", MODEL)
     cli("data", "show", features.uri)
     cli("features", "list")
+    cli("deployments", "list")
     console.rule(f"done in {time.perf_counter() - started:.0f} s; store: {fm_home()}")
 
 

@@ -113,9 +113,9 @@ def test_records_columns_and_one_record_read_the_same() -> None:
             "row 1: field 'hour' must be a whole number (int64), got 7.5",
         ),
         (
-            [{"distance": None, "hour": 7, "carrier": "UA", "temp": 1.0}],
-            "distance",
-            "row 0: field 'distance' must not be null",
+            [{"distance": None, "hour": None, "carrier": "UA", "temp": 1.0}],
+            "hour",
+            "row 0: field 'hour' must not be null",
         ),
         (
             [{"distance": 1.0, "hour": True, "carrier": "UA", "temp": 1.0}],
