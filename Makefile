@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/data.py
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/pipelines.py
+	$(PY) benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) .forgeml-demo .pytest_cache .mypy_cache .ruff_cache
