@@ -19,8 +19,9 @@ fm.pipelines.resume(run.id)      # after a failure: the finished steps are reuse
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from forgeml._lazy import lazy_exports
 
 _EXPORTS = {
     "step": "forgeml.pipelines.dsl",
@@ -50,14 +51,7 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'forgeml.pipelines' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports("forgeml.pipelines", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:

@@ -9,8 +9,9 @@ fm.serving.predictions("delay", since=time.time() - 3600)   # an Arrow table
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from forgeml._lazy import lazy_exports
 
 _EXPORTS = {
     "DeploymentSpec": "forgeml.serving.spec",
@@ -27,14 +28,7 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'forgeml.serving' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports("forgeml.serving", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forgeml.serving.batching import MicroBatcher
-from forgeml.serving.breaker import STATE_VALUES, CircuitBreaker
+from forgeml.serving.breaker import CircuitBreaker
 from forgeml.serving.inputs import Rows
 from forgeml.serving.runtime import LoadedModel, ResolvedModel
 from forgeml.serving.spec import DeploymentSpec
@@ -46,7 +46,6 @@ class LiveDeployment:
     revision: int
     handles: dict[str, ModelHandle]
     inflight: int = 0
-    retired: bool = False
     _rng: random.Random = field(default_factory=random.Random)
 
     @property
@@ -166,7 +165,3 @@ def build_handles(
             reuse_key=key,
         )
     return handles
-
-
-def breaker_value(state: str) -> int:
-    return STATE_VALUES[state]

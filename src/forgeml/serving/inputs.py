@@ -191,6 +191,11 @@ class InputSchema:
                     _Column(str(column["name"]), kind, _family(kind), bool(column.get("nullable")))
                 )
         self.names = [c.name for c in self.columns]
+        self.by_name = {c.name: c for c in self.columns}
+        self.int_kinds = {c.name: c.kind for c in self.columns if c.family == "int"}
+        self.narrow_floats = {
+            c.name: c.kind for c in self.columns if c.kind in ("float32", "float16")
+        }
         self.all_float = bool(self.columns) and all(
             c.family == "float" or (c.family == "int" and not c.nullable) for c in self.columns
         )
@@ -281,19 +286,10 @@ class InputSchema:
         if self.all_float:
             matrix = np.array([merged[n] for n in names], dtype=np.float64).T
             frame = pd.DataFrame(matrix, columns=names, copy=False)
-            ints = [c.name for c in self.columns if c.family == "int"]
-            if ints:
-                kinds = {c.name: c.kind for c in self.columns if c.family == "int"}
-                frame = frame.astype(kinds)
-            floats32 = {c.name: c.kind for c in self.columns if c.kind in ("float32", "float16")}
-            return frame.astype(floats32) if floats32 else frame
-        return pd.DataFrame({name: _series(merged[name], self._column(name)) for name in names})
-
-    def _column(self, name: str) -> _Column | None:
-        for column in self.columns:
-            if column.name == name:
-                return column
-        return None
+            if self.int_kinds:
+                frame = frame.astype(self.int_kinds)
+            return frame.astype(self.narrow_floats) if self.narrow_floats else frame
+        return pd.DataFrame({name: _series(merged[name], self.by_name.get(name)) for name in names})
 
 
 def _series(values: list[Any], column: _Column | None) -> Any:
@@ -320,10 +316,3 @@ def _series(values: list[Any], column: _Column | None) -> Any:
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def columns_of(rows: Rows, names: Sequence[str]) -> dict[str, list[Any]]:
-    """Just ``names`` of ``rows`` (fields other than the model's, e.g. entity keys)."""
-    if rows.columns is None:
-        return {}
-    return {name: rows.columns[name] for name in names if name in rows.columns}

@@ -30,11 +30,9 @@ def create_app() -> object:
     settings = orjson.loads(os.environ.get(CONFIG_ENV, "{}"))
     names = settings.get("deployments")
     specs = tuple(DeploymentSpec.from_dict(s) for s in settings.get("specs", []))
-    source = Source(
-        names=tuple(names) if names else None if not specs else (),
-        specs=specs,
-        stored=bool(names) or not specs,
-    )
+    # Named deployments, else ad-hoc models only, else every stored deployment.
+    stored = bool(names) or not specs
+    source = Source(names=tuple(names) if names else None, specs=specs, stored=stored)
     server = ModelServer(
         source,
         refresh_seconds=float(settings.get("refresh_seconds", 2.0)),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -255,11 +254,3 @@ def predictions(deployment: str, since: float | None = None, until: float | None
     if mask is not None:
         table = table.filter(mask)
     return table.sort_by([("at", "ascending"), ("request_id", "ascending"), ("row", "ascending")])
-
-
-def wait_written(plog: PredictionLog, rows: int, timeout: float = 10.0) -> bool:
-    """Block until ``rows`` rows were written (for tests and graceful exits)."""
-    deadline = time.monotonic() + timeout
-    while plog.written_rows < rows and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return plog.written_rows >= rows

@@ -106,7 +106,7 @@ class ModelServer:
         try:
             await self.refresh()
         except Exception as exc:
-            if not self._load_snapshot_allowed():
+            if not self._snapshot_path().is_file():
                 raise
             log.warning("metadata store unreachable (%s); serving from the local snapshot", exc)
             self.control_plane_error = str(exc)
@@ -221,7 +221,6 @@ class ModelServer:
 
     async def _retire(self, deployment: LiveDeployment, keep: set[int]) -> None:
         """Close the queues of a replaced deployment once its requests have answers."""
-        deployment.retired = True
         deadline = time.monotonic() + 60.0
         while deployment.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -261,9 +260,6 @@ class ModelServer:
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_bytes(orjson.dumps({"deployments": entries}, option=orjson.OPT_INDENT_2))
         os.replace(temporary, path)
-
-    def _load_snapshot_allowed(self) -> bool:
-        return self._snapshot_path().is_file()
 
     async def _start_from_snapshot(self) -> None:
         data = orjson.loads(self._snapshot_path().read_bytes())

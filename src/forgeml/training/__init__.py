@@ -18,8 +18,9 @@ scikit-learn nor matplotlib, and a missing PyTorch only matters to ``Trainer``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from forgeml._lazy import lazy_exports
 
 _EXPORTS = {
     "evaluate": "forgeml.training.evaluation",
@@ -42,18 +43,7 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'forgeml.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports("forgeml.training", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:
