@@ -47,6 +47,9 @@ def test_single_deployment_answers_like_the_model_and_names_its_version(home: Pa
             one = await client.post(PREDICT.format("clf"), json={"inputs": record(3)})
             assert one.json()["outputs"] == expected[:1]
             assert reply.headers["x-request-id"] == "req-1"
+            assert reply.headers["content-type"] == "application/json"
+            metrics = await client.get("/metrics")
+            assert metrics.headers["content-type"].startswith("text/plain")
 
     assert versions[0].version == 1
     asyncio.run(main())

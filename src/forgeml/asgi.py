@@ -47,11 +47,14 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
 async def respond(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
+    given = headers or []
+    if not any(name == b"content-type" for name, _ in given):
+        given = [*JSON, *given]  # extra headers (a request id) must not drop the type
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [*(headers or JSON), (b"content-length", str(len(body)).encode())],
+            "headers": [*given, (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})
