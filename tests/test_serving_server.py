@@ -290,6 +290,53 @@ def test_a_full_queue_sheds_with_503_and_retry_after(home: Path) -> None:
     asyncio.run(main())
 
 
+def test_a_burst_that_queues_past_the_timeout_is_shed_without_opening_the_breaker(
+    home: Path,
+) -> None:
+    register_versions(count=1)
+
+    async def main() -> None:
+        deployment = spec(timeout_ms=150, max_batch_size=1, breaker={"failures": 2})
+        async with running(deployment) as (client, server):
+            _break(server, "champion", sleep=0.04, error=False)  # a healthy but busy model
+            for _ in range(3):  # calls of a known cost
+                assert (
+                    await client.post(PREDICT.format("clf"), json={"inputs": record()})
+                ).is_success
+            replies = await asyncio.gather(
+                *[client.post(PREDICT.format("clf"), json={"inputs": record()}) for _ in range(40)]
+            )
+            codes = Counter(r.status_code for r in replies)
+            assert codes[200] >= 2 and codes[503] >= 20, codes
+            assert set(codes) <= {200, 503, 504}, codes
+            shed = next(r for r in replies if r.status_code == 503)
+            assert "a request may wait" in shed.json()["error"]
+            assert server.deployments["clf"].handles["champion"].breaker.state == "closed"
+            reply = await client.post(PREDICT.format("clf"), json={"inputs": record()})
+            assert reply.status_code == 200 and not reply.json()["fallback"]
+
+    asyncio.run(main())
+
+
+def test_the_log_keeps_the_routed_arm_when_a_fallback_answers(home: Path) -> None:
+    register_versions()
+
+    async def main() -> None:
+        deployment = spec(
+            policy="canary", challenger="models:/clf/2", weight=100, default_answer=0,
+        )  # fmt: skip
+        async with running(deployment) as (client, server):
+            _break(server, "challenger")
+            reply = (await client.post(PREDICT.format("clf"), json={"inputs": record()})).json()
+            assert reply["fallback"] and reply["arm"] == "default"
+            assert server.prediction_log is not None
+            await asyncio.to_thread(server.prediction_log.flush)
+
+    asyncio.run(main())
+    logged = fm.serving.predictions("clf").to_pylist()
+    assert [(r["arm"], r["fallback"], r["model"]) for r in logged] == [("challenger", True, None)]
+
+
 def test_v2_protocol_json_metadata_and_errors(home: Path) -> None:
     register_versions(count=1)
     frame, _ = table(3, seed=9)

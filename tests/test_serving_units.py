@@ -312,6 +312,32 @@ def test_queue_bound_sheds_and_abandoned_requests_are_not_computed() -> None:
     assert computed == [0, 2, 3]
 
 
+def test_the_cost_of_a_call_is_learnt_and_requests_that_would_wait_too_long_are_refused() -> None:
+    def call(payloads: Sequence[int]) -> list[int]:
+        time.sleep(0.002 + 0.0005 * sum(payloads))  # 2 ms a call plus 0.5 ms a row
+        return list(payloads)
+
+    async def main() -> None:
+        batcher: MicroBatcher[int] = MicroBatcher(call, name="t", max_batch_size=64)
+        assert batcher.expected_wait(10) is None  # nothing known: nothing refused on a guess
+        for rows in (1, 8, 32, 4, 16, 64, 2, 48):
+            await batcher.submit(rows, rows)
+        assert batcher.seconds_per_row == pytest.approx(0.0005, rel=0.5)
+        assert batcher.seconds_per_call == pytest.approx(0.002, rel=0.5, abs=0.001)
+        batcher.call = lambda payloads: list(payloads)  # type: ignore[assignment]
+        batcher.queued_rows = 2_000  # as if 2,000 rows were waiting: about 1 s of work
+        wait = batcher.expected_wait(1)
+        assert wait is not None and 0.8 < wait < 1.6
+        batcher.admit(1, deadline_s=5.0)  # room enough
+        with pytest.raises(Overloaded, match="more than the 100 ms a request may wait"):
+            batcher.admit(1, deadline_s=0.1)
+        batcher.queued_rows = 0
+        batcher.admit(1, deadline_s=0.001)  # an empty queue never refuses
+        await batcher.close()
+
+    asyncio.run(main())
+
+
 def test_max_wait_gathers_a_batch_before_calling() -> None:
     sizes: list[int] = []
 

@@ -5,6 +5,12 @@ request after an idle spell is sent at once, and only requests that queue up beh
 running call are gathered into the next one. Latency at low load stays that of a
 single call; under load, calls grow up to ``max_batch_size`` rows and throughput grows
 with them. Model calls run in a thread of their own, off the event loop.
+
+Admission looks ahead: the batcher keeps a running estimate of the model's seconds per
+row, and refuses a request whose queue wait alone would pass its deadline. Such a
+request would only time out after holding a place in the queue; refusing it at once
+(503 with Retry-After) keeps the answers that are given fast, and keeps a burst of
+load from looking like a sick model to the circuit breaker.
 """
 
 from __future__ import annotations
@@ -25,10 +31,18 @@ class Overloaded(Exception):
 
 
 @dataclass
+class Ticket:
+    """What a caller learns about its request: did a model call pick it up, and when."""
+
+    started_at: float | None = None
+
+
+@dataclass
 class _Item(Generic[P]):
     payload: P
     rows: int
     future: asyncio.Future[Any]
+    ticket: Ticket
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -53,6 +67,11 @@ class MicroBatcher(Generic[P]):
         self.on_batch = on_batch
         self.queued_rows = 0
         self.running = 0
+        # The cost of a call as learnt from recent ones; unknown at first, so nothing is
+        # refused on a guess.
+        self.seconds_per_row: float | None = None
+        self.seconds_per_call: float | None = None
+        self._recent: deque[tuple[int, float]] = deque(maxlen=32)
         self._queue: deque[_Item[P]] = deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -64,17 +83,41 @@ class MicroBatcher(Generic[P]):
             self._wakeup = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def submit(self, payload: P, rows: int) -> Any:
-        """The model's answer for ``payload``; raises Overloaded when the queue is full."""
+    def admit(self, rows: int, deadline_s: float | None = None) -> None:
+        """Raise Overloaded if ``rows`` more cannot be queued, or would wait past the deadline.
+
+        Cheap enough to call before a request is even validated: refusing costs nothing.
+        """
         if self._closing:
             raise Overloaded(f"{self.name} is shutting down")
         if self.queued_rows + rows > self.max_queue_rows and self.queued_rows > 0:
             raise Overloaded(
                 f"{self.name} has {self.queued_rows} rows queued (bound {self.max_queue_rows})"
             )
+        if deadline_s is not None and self.queued_rows > 0:
+            wait = self.expected_wait(rows)
+            if wait is not None and wait > deadline_s:
+                raise Overloaded(
+                    f"{self.name} has {self.queued_rows} rows queued, about "
+                    f"{wait * 1000:.0f} ms of work, more than the {deadline_s * 1000:.0f} ms "
+                    "a request may wait"
+                )
+
+    def expected_wait(self, rows: int) -> float | None:
+        """Seconds until a request of ``rows`` rows, queued now, would have its answer."""
+        per_row, per_call = self.seconds_per_row, self.seconds_per_call
+        if per_row is None or per_call is None:
+            return None
+        ahead = self.queued_rows + self.running + rows
+        calls = -(-ahead // self.max_batch_size)
+        return ahead * per_row + calls * per_call
+
+    async def submit(self, payload: P, rows: int, ticket: Ticket | None = None) -> Any:
+        """The model's answer for ``payload``; raises Overloaded when the queue is full."""
+        self.admit(rows)
         self.start()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Item(payload, rows, future))
+        self._queue.append(_Item(payload, rows, future, ticket or Ticket()))
         self.queued_rows += rows
         assert self._wakeup is not None
         self._wakeup.set()
@@ -96,10 +139,14 @@ class MicroBatcher(Generic[P]):
             if not batch:
                 continue
             self.running = sum(item.rows for item in batch)
+            began = time.perf_counter()
+            for item in batch:
+                item.ticket.started_at = began
             try:
                 answers = await loop.run_in_executor(
                     self._executor, self.call, [item.payload for item in batch]
                 )
+                self._learn(self.running, time.perf_counter() - began)
             except Exception as exc:
                 for item in batch:
                     if not item.future.done():
@@ -112,6 +159,26 @@ class MicroBatcher(Generic[P]):
                 if self.on_batch is not None:
                     self.on_batch(self.running)
                 self.running = 0
+
+    def _learn(self, rows: int, seconds: float) -> None:
+        """Refit the cost of a call, ``seconds = per_call + rows * per_row``, on recent calls.
+
+        A least-squares line over the last calls separates the fixed cost of a call from
+        the cost of each row once calls of different sizes have been seen; until then all
+        of it is charged per row, which errs on the side of refusing late.
+        """
+        self._recent.append((rows, seconds))
+        n = len(self._recent)
+        mean_rows = sum(r for r, _ in self._recent) / n
+        mean_seconds = sum(s for _, s in self._recent) / n
+        spread = sum((r - mean_rows) ** 2 for r, _ in self._recent)
+        if spread > 0:
+            slope = sum((r - mean_rows) * (s - mean_seconds) for r, s in self._recent) / spread
+            per_row = max(slope, 0.0)
+            per_call = max(mean_seconds - per_row * mean_rows, 0.0)
+        else:
+            per_row, per_call = mean_seconds / max(mean_rows, 1.0), 0.0
+        self.seconds_per_row, self.seconds_per_call = per_row, per_call
 
     async def _fill(self, deadline: float) -> None:
         """Wait (up to ``deadline``) for the queue to hold a full batch."""

@@ -87,6 +87,7 @@ def parse_request(body: bytes, header_length: int | None) -> tuple[dict[str, Any
 def request_rows(request: dict[str, Any], tail: bytes, schema: InputSchema) -> Rows:
     """The rows an infer request carries, in the shape the model's schema reads."""
     tensors: dict[str, np.ndarray] = {}
+    lists: dict[str, list[Any]] = {}  # JSON numbers of named fields, kept as they came
     offset = 0
     for position, item in enumerate(request["inputs"]):
         where = f"inputs[{position}]"
@@ -111,6 +112,10 @@ def request_rows(request: dict[str, Any], tail: bytes, schema: InputSchema) -> R
         else:
             if "data" not in item:
                 raise RequestError(f"input {name!r} has no data", name)
+            column = _json_column(datatype, item["data"], shape, schema)
+            if column is not None:
+                lists[name] = column
+                continue
             array = _from_json(name, datatype, item["data"], size)
         tensors[name] = array.reshape(shape) if shape else array
     if schema.kind == "tensor":
@@ -122,6 +127,11 @@ def request_rows(request: dict[str, Any], tail: bytes, schema: InputSchema) -> R
         return Rows(int(tensor.shape[0]), tensor=tensor)
     columns: dict[str, list[Any]] = {}
     count: int | None = None
+    for name, values in lists.items():
+        if count is not None and len(values) != count:
+            raise RequestError(f"input {name!r} has {len(values)} rows, other inputs {count}", name)
+        count = len(values)
+        columns[name] = values
     for name, tensor in tensors.items():
         if tensor.ndim == 2 and tensor.shape[1] == 1:
             tensor = tensor[:, 0]
@@ -141,6 +151,29 @@ def request_rows(request: dict[str, Any], tail: bytes, schema: InputSchema) -> R
     if not count:
         raise RequestError("the request has no rows", "inputs")
     return Rows(count, columns=columns)
+
+
+def _json_column(
+    datatype: str, data: Any, shape: list[int], schema: InputSchema
+) -> list[Any] | None:
+    """A named field's numbers as the JSON gave them, or None where numpy must convert.
+
+    The signature check that follows looks at every value anyway; building an array only
+    to turn it back into a list cost more than the model call for one-row requests.
+    """
+    if schema.kind == "tensor" or not isinstance(data, list):
+        return None
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or len(data) != shape[0]:
+        return None
+    if datatype.startswith("FP"):
+        accepted: tuple[type, ...] = (float, int)
+    elif datatype.startswith("INT"):
+        accepted = (int,)
+    else:
+        return None
+    if all(type(v) in accepted for v in data):
+        return data
+    return None
 
 
 def _from_json(name: str, datatype: str, data: Any, size: int) -> np.ndarray:

@@ -31,7 +31,13 @@ SCHEMA_FIELDS = (
 
 
 def log_schema() -> Any:
-    """The Arrow schema of prediction-log files: what monitoring reads."""
+    """The Arrow schema of prediction-log files: what monitoring reads.
+
+    ``arm`` is the arm a request was routed to (champion or challenger); ``model`` and
+    ``version`` name who answered it, which is the fallback model when ``fallback`` is
+    true. A canary's failures therefore stay the canary's even when a fallback covered
+    for them.
+    """
     import pyarrow as pa
 
     return pa.schema(

@@ -22,8 +22,10 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 class BreakerSpec:
     """When a model's circuit opens and how it recovers.
 
-    It opens after ``failures`` failures in a row (errors or timeouts), or when at least
-    ``slo_ratio`` of the last ``slo_window`` answers took longer than ``latency_slo_ms``.
+    It opens after ``failures`` failures in a row (errors, or timeouts of a model call
+    that had begun), or when at least ``slo_ratio`` of the last ``slo_window`` model calls
+    took longer than ``latency_slo_ms``. Time spent queued behind other requests is load,
+    not a sick model: it is met by shedding (503), never by opening the circuit.
     After ``open_seconds`` it lets ``probes`` requests through (half-open); all of them
     succeeding closes it, any failing opens it again.
     """
@@ -71,7 +73,7 @@ class DeploymentSpec:
     timeout_ms: float = 1000.0
     max_batch_size: int = 64
     max_wait_ms: float = 0.0
-    max_queue: int = 2048
+    max_queue: int = 10_000
     features: tuple[str, ...] = ()
     log_predictions: bool = True
     breaker: BreakerSpec = field(default_factory=BreakerSpec)
