@@ -25,6 +25,10 @@ _EXPORTS = {
     "history": "forgeml.serving.deployments_api",
     "serve": "forgeml.serving.launch",
     "predictions": "forgeml.serving.prediction_log",
+    "RolloutPlan": "forgeml.serving.rollouts",
+    "rollout": "forgeml.serving.rollouts",
+    "rollback": "forgeml.serving.rollouts",
+    "rollout_status": "forgeml.serving.rollouts",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -43,4 +47,10 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from forgeml.serving.launch import serve as serve
     from forgeml.serving.prediction_log import predictions as predictions
+    from forgeml.serving.rollouts import (
+        RolloutPlan as RolloutPlan,
+        rollback as rollback,
+        rollout as rollout,
+        rollout_status as rollout_status,
+    )
     from forgeml.serving.spec import BreakerSpec as BreakerSpec, DeploymentSpec as DeploymentSpec
