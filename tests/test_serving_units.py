@@ -312,27 +312,48 @@ def test_queue_bound_sheds_and_abandoned_requests_are_not_computed() -> None:
     assert computed == [0, 2, 3]
 
 
-def test_the_cost_of_a_call_is_learnt_and_requests_that_would_wait_too_long_are_refused() -> None:
+def test_requests_are_refused_once_the_oldest_queued_one_has_waited_the_deadline() -> None:
+    gate = threading.Event()
+
     def call(payloads: Sequence[int]) -> list[int]:
-        time.sleep(0.002 + 0.0005 * sum(payloads))  # 2 ms a call plus 0.5 ms a row
+        gate.wait(5)
         return list(payloads)
 
     async def main() -> None:
-        batcher: MicroBatcher[int] = MicroBatcher(call, name="t", max_batch_size=64)
-        assert batcher.expected_wait(10) is None  # nothing known: nothing refused on a guess
-        for rows in (1, 8, 32, 4, 16, 64, 2, 48):
-            await batcher.submit(rows, rows)
-        assert batcher.seconds_per_row == pytest.approx(0.0005, rel=0.5)
-        assert batcher.seconds_per_call == pytest.approx(0.002, rel=0.5, abs=0.001)
-        batcher.call = lambda payloads: list(payloads)  # type: ignore[assignment]
-        batcher.queued_rows = 2_000  # as if 2,000 rows were waiting: about 1 s of work
-        wait = batcher.expected_wait(1)
-        assert wait is not None and 0.8 < wait < 1.6
-        batcher.admit(1, deadline_s=5.0)  # room enough
-        with pytest.raises(Overloaded, match="more than the 100 ms a request may wait"):
-            batcher.admit(1, deadline_s=0.1)
-        batcher.queued_rows = 0
-        batcher.admit(1, deadline_s=0.001)  # an empty queue never refuses
+        batcher: MicroBatcher[int] = MicroBatcher(call, name="t", max_batch_size=4)
+        running = asyncio.create_task(batcher.submit(0, 1))
+        await asyncio.sleep(0.02)  # the first call is running and blocked
+        queued = asyncio.create_task(batcher.submit(1, 100))
+        await asyncio.sleep(0.01)
+        assert batcher.call_seconds is None  # no call has finished: no pace known
+        batcher.admit(1, deadline_s=1.0)  # the head has waited ~10 ms of 1,000 allowed
+        await asyncio.sleep(0.12)
+        with pytest.raises(Overloaded, match=r"has waited 1\d\d ms, more than the 100 ms"):
+            batcher.admit(0, deadline_s=0.1)
+        batcher.admit(0, deadline_s=1.0)  # a longer deadline still has room
+        gate.set()
+        assert await asyncio.gather(running, queued) == [0, 1]
+        batcher.admit(10_000, deadline_s=0.001)  # an empty queue refuses nothing
+        assert batcher.call_seconds is not None and batcher.call_seconds > 0.02
+        await batcher.close()
+
+    asyncio.run(main())
+
+
+def test_requests_are_refused_when_the_calls_ahead_would_outlast_the_deadline() -> None:
+    def call(payloads: Sequence[int]) -> list[int]:
+        time.sleep(0.02)
+        return list(payloads)
+
+    async def main() -> None:
+        batcher: MicroBatcher[int] = MicroBatcher(call, name="t", max_batch_size=10)
+        await batcher.submit(0, 1)  # a call of ~20 ms: the pace is known
+        blocked = [asyncio.create_task(batcher.submit(i, 10)) for i in range(6)]
+        await asyncio.sleep(0)  # one call running, five of 10 rows queued behind it
+        batcher.admit(10, deadline_s=1.0)  # ~7 calls, ~140 ms: room
+        with pytest.raises(Overloaded, match=r"7 model calls of about 2\d ms are ahead"):
+            batcher.admit(10, deadline_s=0.1)
+        await asyncio.gather(*blocked)
         await batcher.close()
 
     asyncio.run(main())
@@ -380,3 +401,25 @@ def test_sticky_buckets_are_stable_and_spread_evenly() -> None:
     below = sum(b < 25 for b in buckets) / len(buckets)
     assert 0.23 < below < 0.27
     assert all(0 <= b < 100 for b in buckets)
+
+
+def test_prediction_log_rows_encode_the_same_by_duckdb_or_row_by_row() -> None:
+    import orjson
+
+    from forgeml.serving.prediction_log import _json_rows
+
+    typed = [
+        {"a": [0.5, float("nan")], "b": ["x", 'q"uote']},
+        {"a": [2, None], "b": ["é", None]},
+    ]
+    mixed = [{"a": [0.5, "text"], "b": [1, 2]}]  # Arrow cannot type "a": row by row
+    assert [orjson.loads(t) for t in _json_rows(typed, [2, 2])] == [  # type: ignore[arg-type]
+        {"a": 0.5, "b": "x"},
+        {"a": None, "b": 'q"uote'},  # NaN is null in JSON
+        {"a": 2.0, "b": "é"},
+        {"a": None, "b": None},
+    ]
+    assert _json_rows(mixed, [2]) == ['{"a":0.5,"b":1}', '{"a":"text","b":2}']
+    outputs = [{"": [[0.1, 0.9]]}, None, {"": [[1.0, 0.0]]}]
+    assert _json_rows(outputs, [1, 1, 1], bare=True) == ["[0.1,0.9]", None, "[1.0,0.0]"]
+    assert _json_rows([None, None], [1, 2]) == [None, None, None]

@@ -113,7 +113,7 @@ class ServingApp:
     async def _predict(
         self, scope: Scope, receive: Receive, name: str, request_id: str
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]], Answer | None]:
-        self.server.get(name)  # 404 before reading a body meant for nobody
+        self.server.admit(name)  # 404 or 503 before reading a body that will not be scored
         body = await read_body(receive, MAX_BODY_BYTES)
         if body is None:
             raise PredictError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
@@ -227,6 +227,7 @@ class ServingApp:
         if rest != ["infer"]:
             raise PredictError(404, f"no route {method} /v2/{'/'.join(parts)}")
         _need(method, "POST")
+        self.server.admit(live.name)
         body = await read_body(receive, MAX_BODY_BYTES)
         if body is None:
             raise PredictError(413, f"the body is larger than {MAX_BODY_BYTES} bytes")

@@ -6,11 +6,15 @@ running call are gathered into the next one. Latency at low load stays that of a
 single call; under load, calls grow up to ``max_batch_size`` rows and throughput grows
 with them. Model calls run in a thread of their own, off the event loop.
 
-Admission looks ahead: the batcher keeps a running estimate of the model's seconds per
-row, and refuses a request whose queue wait alone would pass its deadline. Such a
-request would only time out after holding a place in the queue; refusing it at once
-(503 with Retry-After) keeps the answers that are given fast, and keeps a burst of
-load from looking like a sick model to the circuit breaker.
+Admission watches the queue: a request is refused (503 with Retry-After) when the model
+calls already queued ahead of it would take longer than its deadline at the pace of
+recent calls, or when the request at the head of the queue has waited the whole
+deadline already. Such requests would only time out after holding a place in the
+queue; refusing them before anything is spent on them, even parsing, keeps the answers
+that are given fast, keeps a burst of load from looking like a sick model to the
+circuit breaker, and keeps a storm of retries from starving the model of the CPU it
+needs to catch up. Both rules use what was measured (call times, waiting times), never
+an extrapolation to call sizes not yet seen.
 """
 
 from __future__ import annotations
@@ -67,11 +71,7 @@ class MicroBatcher(Generic[P]):
         self.on_batch = on_batch
         self.queued_rows = 0
         self.running = 0
-        # The cost of a call as learnt from recent ones; unknown at first, so nothing is
-        # refused on a guess.
-        self.seconds_per_row: float | None = None
-        self.seconds_per_call: float | None = None
-        self._recent: deque[tuple[int, float]] = deque(maxlen=32)
+        self.call_seconds: float | None = None  # recent calls' duration, a moving average
         self._queue: deque[_Item[P]] = deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -83,34 +83,38 @@ class MicroBatcher(Generic[P]):
             self._wakeup = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def admit(self, rows: int, deadline_s: float | None = None) -> None:
-        """Raise Overloaded if ``rows`` more cannot be queued, or would wait past the deadline.
+    def admit(self, rows: int = 0, deadline_s: float | None = None) -> None:
+        """Raise Overloaded if ``rows`` more cannot be queued now (see the module's rules).
 
-        Cheap enough to call before a request is even validated: refusing costs nothing.
+        Cheap enough to call before a request's body is read. An empty queue refuses
+        nothing: the first request after an idle spell is always tried.
         """
         if self._closing:
             raise Overloaded(f"{self.name} is shutting down")
-        if self.queued_rows + rows > self.max_queue_rows and self.queued_rows > 0:
+        if not self._queue:
+            return
+        if self.queued_rows + rows > self.max_queue_rows:
             raise Overloaded(
                 f"{self.name} has {self.queued_rows} rows queued (bound {self.max_queue_rows})"
             )
-        if deadline_s is not None and self.queued_rows > 0:
-            wait = self.expected_wait(rows)
-            if wait is not None and wait > deadline_s:
+        if deadline_s is None:
+            return
+        waited = time.perf_counter() - self._queue[0].queued_at
+        if waited > deadline_s:
+            raise Overloaded(
+                f"{self.name}: the oldest queued request has waited {waited * 1000:.0f} ms, "
+                f"more than the {deadline_s * 1000:.0f} ms a request may take"
+            )
+        if self.call_seconds is not None:
+            # A call takes whole requests: rows of several small ones, or one large one.
+            by_rows = -(-(self.queued_rows + rows) // self.max_batch_size)
+            calls = min(by_rows, len(self._queue) + 1) + (self.running > 0)
+            wait = calls * self.call_seconds
+            if wait > deadline_s:
                 raise Overloaded(
-                    f"{self.name} has {self.queued_rows} rows queued, about "
-                    f"{wait * 1000:.0f} ms of work, more than the {deadline_s * 1000:.0f} ms "
-                    "a request may wait"
+                    f"{self.name}: {calls} model calls of about {self.call_seconds * 1000:.0f} "
+                    f"ms are ahead, more than the {deadline_s * 1000:.0f} ms a request may take"
                 )
-
-    def expected_wait(self, rows: int) -> float | None:
-        """Seconds until a request of ``rows`` rows, queued now, would have its answer."""
-        per_row, per_call = self.seconds_per_row, self.seconds_per_call
-        if per_row is None or per_call is None:
-            return None
-        ahead = self.queued_rows + self.running + rows
-        calls = -(-ahead // self.max_batch_size)
-        return ahead * per_row + calls * per_call
 
     async def submit(self, payload: P, rows: int, ticket: Ticket | None = None) -> Any:
         """The model's answer for ``payload``; raises Overloaded when the queue is full."""
@@ -146,7 +150,9 @@ class MicroBatcher(Generic[P]):
                 answers = await loop.run_in_executor(
                     self._executor, self.call, [item.payload for item in batch]
                 )
-                self._learn(self.running, time.perf_counter() - began)
+                took = time.perf_counter() - began
+                last = self.call_seconds
+                self.call_seconds = took if last is None else 0.8 * last + 0.2 * took
             except Exception as exc:
                 for item in batch:
                     if not item.future.done():
@@ -159,26 +165,6 @@ class MicroBatcher(Generic[P]):
                 if self.on_batch is not None:
                     self.on_batch(self.running)
                 self.running = 0
-
-    def _learn(self, rows: int, seconds: float) -> None:
-        """Refit the cost of a call, ``seconds = per_call + rows * per_row``, on recent calls.
-
-        A least-squares line over the last calls separates the fixed cost of a call from
-        the cost of each row once calls of different sizes have been seen; until then all
-        of it is charged per row, which errs on the side of refusing late.
-        """
-        self._recent.append((rows, seconds))
-        n = len(self._recent)
-        mean_rows = sum(r for r, _ in self._recent) / n
-        mean_seconds = sum(s for _, s in self._recent) / n
-        spread = sum((r - mean_rows) ** 2 for r, _ in self._recent)
-        if spread > 0:
-            slope = sum((r - mean_rows) * (s - mean_seconds) for r, s in self._recent) / spread
-            per_row = max(slope, 0.0)
-            per_call = max(mean_seconds - per_row * mean_rows, 0.0)
-        else:
-            per_row, per_call = mean_seconds / max(mean_rows, 1.0), 0.0
-        self.seconds_per_row, self.seconds_per_call = per_row, per_call
 
     async def _fill(self, deadline: float) -> None:
         """Wait (up to ``deadline``) for the queue to hold a full batch."""

@@ -199,6 +199,7 @@ class InputSchema:
         self.all_float = bool(self.columns) and all(
             c.family == "float" or (c.family == "int" and not c.nullable) for c in self.columns
         )
+        self._column_index: Any = None
         tensor = self.schema if self.kind == "tensor" and self.schema else {}
         self.tensor_dtype = str(tensor["dtype"]) if "dtype" in tensor else None
         self.tensor_shape = list(tensor.get("shape", []))
@@ -285,7 +286,9 @@ class InputSchema:
                 merged[name] = [v for p in parts for v in p.columns[name]]  # type: ignore[index]
         if self.all_float:
             matrix = np.array([merged[n] for n in names], dtype=np.float64).T
-            frame = pd.DataFrame(matrix, columns=names, copy=False)
+            if self._column_index is None:  # built once: pandas takes ~50 us to build it
+                self._column_index = pd.Index(names)
+            frame = pd.DataFrame(matrix, columns=self._column_index, copy=False)
             if self.int_kinds:
                 frame = frame.astype(self.int_kinds)
             return frame.astype(self.narrow_floats) if self.narrow_floats else frame

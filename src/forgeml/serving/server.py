@@ -281,6 +281,21 @@ class ModelServer:
             raise PredictError(404, f"no deployment named {name!r} here (serving: {served})")
         return live
 
+    def admit(self, name: str) -> LiveDeployment:
+        """The deployment, if its champion's queue can take a request now; else 503.
+
+        Called before a request's body is read: under overload, refusing must cost less
+        than answering, or the refusals themselves starve the model.
+        """
+        live = self.get(name)
+        handle = live.handles["champion"]
+        try:
+            handle.batcher.admit(0, live.spec.timeout_ms / 1000.0)
+        except Overloaded as exc:
+            self.metrics.errors.labels(name, "champion", "overloaded").inc()
+            raise PredictError(503, f"overloaded: {exc}", retry_after=1.0) from None
+        return live
+
     async def predict(
         self, name: str, rows: Rows, request_id: str, key: str | None = None
     ) -> Answer:

@@ -71,7 +71,7 @@ class DeploymentSpec:
     default_answer: Any = None
     has_default_answer: bool = False
     timeout_ms: float = 1000.0
-    max_batch_size: int = 64
+    max_batch_size: int = 256
     max_wait_ms: float = 0.0
     max_queue: int = 10_000
     features: tuple[str, ...] = ()
