@@ -448,6 +448,7 @@ def serving_section(test: pd.DataFrame) -> None:
             metrics = client.get("/metrics").text
             shadow = [x for x in metrics.splitlines() if x.startswith("forgeml_serving_shadow")]
             console.print("shadow comparisons: " + "; ".join(shadow))
+            rollout_under_traffic(client, records)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -457,6 +458,46 @@ def serving_section(test: pd.DataFrame) -> None:
         f"prediction log: {logged.num_rows} rows (champion, shadow and canary answers), e.g. "
         f"v{first['version']} said {orjson.loads(first['output'])} in {first['latency_ms']:.1f} ms"
     )
+
+
+def rollout_under_traffic(client: Any, records: list[dict[str, Any]]) -> None:
+    """The tuned model taken from the 25% canary to all traffic, each step gated on evidence."""
+    import threading
+
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            for row in records:
+                if stop.is_set():
+                    return
+                client.post("/v1/deployments/delay/predict", json={"inputs": row})
+
+    def progress(kind: str, detail: dict[str, Any]) -> None:
+        if kind == "weight":
+            console.print(f"  rollout: the tuned model now takes {detail['weight']:g}% of traffic")
+
+    plan = fm.serving.RolloutPlan(steps=(50, 100), step_seconds=3, min_requests=20)
+    sender = threading.Thread(target=traffic, daemon=True)
+    sender.start()
+    try:
+        result = fm.serving.rollout(
+            "delay", "models:/flight-delay-tuned@champion", plan,
+            reason="demo: progressive rollout", on_progress=progress,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        sender.join(timeout=30)
+    for step in result.steps:
+        challenger, champion = step["challenger"], step["champion"]
+        console.print(
+            f"  {step['weight']:g}%: {'passed' if step['passed'] else 'failed'}; tuned "
+            f"{challenger['requests']} requests, {challenger['error_rate']:.1%} failed, p99 "
+            f"{milliseconds(challenger['p99_ms'])}; champion p99 "
+            f"{milliseconds(champion['p99_ms'])}"
+        )
+    console.print(f"rollout {result.state}: {result.reason}")
+    cli("deployments", "status", "delay")
 
 
 def score(client: Any, records: list[dict[str, Any]]) -> tuple[list[float], dict[str, int]]:
@@ -472,6 +513,10 @@ def score(client: Any, records: list[dict[str, Any]]) -> tuple[list[float], dict
         body = reply.json()
         arms[f"{body['model']} v{body['version']}"] += 1
     return latencies, dict(arms)
+
+
+def milliseconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
 
 
 def percentile(values: list[float], q: float) -> float:
