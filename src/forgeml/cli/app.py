@@ -11,6 +11,7 @@ from forgeml.cli import (
     features,
     models,
     pipelines,
+    predict,
     runs,
     scheduler,
     schedules,
@@ -38,6 +39,7 @@ app.add_typer(schedules.app, name="schedules")
 app.add_typer(deployments.app, name="deployments")
 app.command("scheduler")(scheduler.scheduler)
 app.command("serve")(serve.serve)
+app.command("predict")(predict.predict)
 
 
 @app.command()

@@ -202,8 +202,8 @@ def rollout(
 def status(name: str, as_json: bool = JSON) -> None:
     """A deployment's traffic split and its last rollout, step by step with the evidence."""
     from forgeml.serving.deployments_api import get_deployment
-    from forgeml.serving.rollouts import RUNNING, rollout_status
     from forgeml.serving.rollout_evidence import gather
+    from forgeml.serving.rollouts import RUNNING, rollout_status
 
     record = get_deployment(name)
     last = rollout_status(name)

@@ -25,6 +25,8 @@ _EXPORTS = {
     "history": "forgeml.serving.deployments_api",
     "serve": "forgeml.serving.launch",
     "predictions": "forgeml.serving.prediction_log",
+    "predict_batch": "forgeml.serving.batch",
+    "BatchPrediction": "forgeml.serving.batch",
     "RolloutPlan": "forgeml.serving.rollouts",
     "rollout": "forgeml.serving.rollouts",
     "rollback": "forgeml.serving.rollouts",
@@ -36,6 +38,10 @@ __getattr__, __dir__ = lazy_exports("forgeml.serving", _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from forgeml.serving.batch import (
+        BatchPrediction as BatchPrediction,
+        predict_batch as predict_batch,
+    )
     from forgeml.serving.deployments_api import (
         apply_file as apply_file,
         deploy as deploy,

@@ -60,9 +60,9 @@ def summarize(table: Any) -> dict[str, ArmEvidence]:
     )
     arms = per_request["arm"].to_numpy(zero_copy_only=False)
     latency = per_request["latency_ms_max"].to_numpy()
-    failed = (per_request["status_max"].to_numpy() >= 500) | per_request[
-        "fallback_any"
-    ].to_numpy(zero_copy_only=False)
+    failed = (per_request["status_max"].to_numpy() >= 500) | per_request["fallback_any"].to_numpy(
+        zero_copy_only=False
+    )
     for arm in ARMS:
         mask = arms == arm
         count = int(mask.sum())
