@@ -460,6 +460,31 @@ def serving_section(test: pd.DataFrame) -> None:
     )
 
 
+def batch_section(test: pd.DataFrame) -> None:
+    """The champion over every held-out flight at once, from a Parquet file, in chunks."""
+    import pyarrow.parquet as pq
+    from sklearn.metrics import roc_auc_score
+
+    console.rule("[bold]batch scoring")
+    directory = Path(fm_home()) / "batch"
+    directory.mkdir(parents=True, exist_ok=True)
+    source, target = directory / "nov-dec.parquet", directory / "nov-dec-scored.parquet"
+    test[[*flights.FEATURES, flights.TARGET]].to_parquet(source, row_group_size=10_000)
+    cli(
+        "predict", "-m", f"models:/{MODEL}@champion", "-i", str(source), "-o", str(target),
+        "--method", "predict_proba", "--keep", f"{flights.TARGET},carrier,origin",
+        "--chunk-rows", "10000",
+    )  # fmt: skip
+    scored = pq.read_table(target)
+    metadata = {k.decode(): v.decode() for k, v in (scored.schema.metadata or {}).items()}
+    auc = roc_auc_score(scored[flights.TARGET].to_numpy(), scored["proba_1"].to_numpy())
+    console.print(
+        f"{scored.num_rows:,} flights scored to {target.name} "
+        f"(model recorded in the file: {metadata.get('forgeml.model', '?')} "
+        f"v{metadata.get('forgeml.model_version', '?')}); AUC from the file {auc:.4f}"
+    )
+
+
 def rollout_under_traffic(client: Any, records: list[dict[str, Any]]) -> None:
     """The tuned model taken from the 25% canary to all traffic, each step gated on evidence."""
     import threading
@@ -631,6 +656,7 @@ def main() -> None:
     show_lineage()
     pipeline_section()
     serving_section(test)
+    batch_section(test)
     console.rule("[bold]the same, from the command line")
     cli(
         "runs", "list", "-e", EXPERIMENT, "-f", 'tags.stage = "candidate"', "-o", "metrics.auc desc"
