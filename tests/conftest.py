@@ -91,6 +91,32 @@ def require_redis() -> None:
     pytest.skip(message)
 
 
+NATS_URL = os.environ.get("FORGEML_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def require_nats() -> None:
+    """Skip without a NATS server with JetStream locally; under CI=true, fail."""
+    import asyncio
+
+    import nats
+
+    async def probe() -> None:
+        nc = await nats.connect(NATS_URL, connect_timeout=3, allow_reconnect=False)
+        try:
+            await nc.jetstream().account_info()
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(probe())
+        return
+    except Exception as exc:
+        message = f"NATS JetStream at {NATS_URL} is not reachable: {exc or type(exc).__name__}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: NATS tests must run)")
+    pytest.skip(message)
+
+
 @pytest.fixture
 def redis_online_url() -> Iterator[str]:
     """An online-store URL on the local Redis with a key prefix of its own, removed afterwards."""

@@ -16,6 +16,7 @@ from forgeml.cli import (
     scheduler,
     schedules,
     serve,
+    stream,
 )
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.add_typer(schedules.app, name="schedules")
 app.add_typer(deployments.app, name="deployments")
 app.command("scheduler")(scheduler.scheduler)
 app.command("serve")(serve.serve)
+app.command("score-stream")(stream.score_stream)
 app.command("predict")(predict.predict)
 
 

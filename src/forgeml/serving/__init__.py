@@ -27,6 +27,10 @@ _EXPORTS = {
     "predictions": "forgeml.serving.prediction_log",
     "predict_batch": "forgeml.serving.batch",
     "BatchPrediction": "forgeml.serving.batch",
+    "score_stream": "forgeml.serving.stream",
+    "StreamScorer": "forgeml.serving.stream",
+    "StreamStats": "forgeml.serving.stream",
+    "MemoryStreams": "forgeml.serving.stream_memory",
     "RolloutPlan": "forgeml.serving.rollouts",
     "rollout": "forgeml.serving.rollouts",
     "rollback": "forgeml.serving.rollouts",
@@ -60,3 +64,9 @@ if TYPE_CHECKING:  # pragma: no cover
         rollout_status as rollout_status,
     )
     from forgeml.serving.spec import BreakerSpec as BreakerSpec, DeploymentSpec as DeploymentSpec
+    from forgeml.serving.stream import (
+        StreamScorer as StreamScorer,
+        StreamStats as StreamStats,
+        score_stream as score_stream,
+    )
+    from forgeml.serving.stream_memory import MemoryStreams as MemoryStreams
