@@ -485,6 +485,51 @@ def batch_section(test: pd.DataFrame) -> None:
     )
 
 
+def stream_section(test: pd.DataFrame) -> None:
+    """Flights scored off a Redis stream: answers to a stream, bad requests to a dead letter."""
+    import uuid
+
+    import orjson
+    import redis
+
+    console.rule("[bold]streaming scoring")
+    url = os.environ.get("FORGEML_DEMO_REDIS", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        console.print(f"no Redis at {url} ({exc}): streaming scoring not shown")
+        return
+    suffix = uuid.uuid4().hex[:6]
+    requests, answers, dead = (f"demo-{kind}-{suffix}" for kind in ("requests", "answers", "dead"))
+    frame = test[flights.FEATURES].tail(500).astype(object)
+    records = frame.where(frame.notna(), None).to_dict("records")
+    try:
+        pipe = client.pipeline()
+        for index, row in enumerate(records):
+            pipe.xadd(requests, {"data": orjson.dumps({"id": f"flight-{index}", "inputs": row})})
+        pipe.xadd(requests, {"data": orjson.dumps({"id": "broken", "inputs": {"hour": 7}})})
+        pipe.execute()
+        console.print(
+            f"{len(records) + 1} requests on Redis stream {requests} (one of them broken)"
+        )
+        cli(
+            "score-stream", "-m", f"models:/{MODEL}@champion",
+            "--source", f"{url}?stream={requests}", "--output", answers, "--dead-letter", dead,
+            "--batch", "64", "--max-messages", str(len(records) + 1), "--name", "delay-stream",
+        )  # fmt: skip
+        first = orjson.loads(client.xrange(answers, count=1)[0][1][b"data"])
+        letter = orjson.loads(client.xrange(dead, count=1)[0][1][b"data"])
+        console.print(
+            f"{client.xlen(answers)} answers on {answers}, e.g. {first['id']}: "
+            f"{first['outputs']} by v{first['version']}; {client.xlen(dead)} on {dead}: "
+            f"{letter.get('error')}"
+        )
+    finally:
+        client.delete(requests, answers, dead)
+        client.close()
+
+
 def rollout_under_traffic(client: Any, records: list[dict[str, Any]]) -> None:
     """The tuned model taken from the 25% canary to all traffic, each step gated on evidence."""
     import threading
@@ -657,6 +702,7 @@ def main() -> None:
     pipeline_section()
     serving_section(test)
     batch_section(test)
+    stream_section(test)
     console.rule("[bold]the same, from the command line")
     cli(
         "runs", "list", "-e", EXPERIMENT, "-f", 'tags.stage = "candidate"', "-o", "metrics.auc desc"
