@@ -413,13 +413,13 @@ def test_prediction_log_rows_encode_the_same_by_duckdb_or_row_by_row() -> None:
         {"a": [2, None], "b": ["é", None]},
     ]
     mixed = [{"a": [0.5, "text"], "b": [1, 2]}]  # Arrow cannot type "a": row by row
-    assert [orjson.loads(t) for t in _json_rows(typed, [2, 2])] == [  # type: ignore[arg-type]
+    assert [orjson.loads(t) for t in _json_rows(typed, [2, 2]).to_pylist()] == [
         {"a": 0.5, "b": "x"},
         {"a": None, "b": 'q"uote'},  # NaN is null in JSON
         {"a": 2.0, "b": "é"},
         {"a": None, "b": None},
     ]
-    assert _json_rows(mixed, [2]) == ['{"a":0.5,"b":1}', '{"a":"text","b":2}']
+    assert _json_rows(mixed, [2]).to_pylist() == ['{"a":0.5,"b":1}', '{"a":"text","b":2}']
     outputs = [{"": [[0.1, 0.9]]}, None, {"": [[1.0, 0.0]]}]
-    assert _json_rows(outputs, [1, 1, 1], bare=True) == ["[0.1,0.9]", None, "[1.0,0.0]"]
-    assert _json_rows([None, None], [1, 2]) == [None, None, None]
+    assert _json_rows(outputs, [1, 1, 1], bare=True).to_pylist() == ["[0.1,0.9]", None, "[1.0,0.0]"]
+    assert _json_rows([None, None], [1, 2]).to_pylist() == [None, None, None]
