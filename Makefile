@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/pipelines.py
 	$(PY) benchmarks/serving.py
+	$(PY) benchmarks/batch_scoring.py
+	$(PY) benchmarks/streaming.py
 
 clean:
 	rm -rf $(VENV) .forgeml-demo .pytest_cache .mypy_cache .ruff_cache
