@@ -160,6 +160,20 @@ def test_a_batch_becomes_one_frame_with_the_signature_types() -> None:
     assert np.isnan(frame["temp"][0]) and frame["temp"][1] == 3.0
 
 
+def test_times_are_read_from_iso_strings_and_epoch_seconds_alike() -> None:
+    import pyarrow as pa
+
+    from forgeml.serving.batch_convert import model_input
+
+    schema = InputSchema({"type": "columns", "columns": [{"name": "at", "type": "datetime"}]})
+    parts = [schema.check(rows_from_json({"at": [1_700_000_000, "2023-11-14T22:13:20Z"]}))]
+    frame = schema.model_input(parts)
+    assert [str(t) for t in frame["at"]] == ["2023-11-14 22:13:20+00:00"] * 2
+    for column in (pa.array([1_700_000_000]), pa.array(["2023-11-14T22:13:20Z"])):
+        batch = model_input(pa.table({"at": column}), schema)
+        assert str(batch["at"].iloc[0]) == "2023-11-14 22:13:20+00:00"
+
+
 def test_all_numeric_signatures_take_the_matrix_path_with_the_right_dtypes() -> None:
     schema = InputSchema(
         {

@@ -201,7 +201,9 @@ def _series(values: pa.ChunkedArray, family: str, kind: str, nullable: bool) -> 
             values = pc.cast(values, pa.timestamp("s"))
         if pa.types.is_timestamp(values.type):
             return pd.to_datetime(values.to_pandas(), utc=True)
-        return pd.to_datetime(values.to_numpy(), utc=True)  # as the server reads them
+        if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+            return pd.to_datetime(values.to_numpy(), unit="s", utc=True)  # epoch seconds
+        return pd.to_datetime(values.to_numpy(zero_copy_only=False), utc=True, format="mixed")
     if family == "string":
         return values.to_numpy()
     return values.to_pandas()

@@ -341,8 +341,23 @@ def _series(values: list[Any], column: _Column | None) -> Any:
     if column.family == "category":
         return pd.Categorical(values)
     if column.family == "datetime":
-        return pd.to_datetime(values, utc=True)
+        return utc_times(values)
     return np.array(values, dtype=object)
+
+
+def utc_times(values: Sequence[Any]) -> Any:
+    """Times in UTC from ISO strings and epoch seconds (pandas alone reads numbers as ns)."""
+    import pandas as pd
+
+    numeric = [type(v) is int or type(v) is float for v in values]
+    if all(numeric):
+        return pd.to_datetime(values, unit="s", utc=True)
+    if any(numeric):
+        values = [
+            pd.Timestamp(v, unit="s", tz="UTC") if number else v
+            for v, number in zip(values, numeric, strict=True)
+        ]
+    return pd.to_datetime(values, utc=True, format="mixed")
 
 
 def _show(value: Any) -> str:
