@@ -33,21 +33,31 @@ def _run_attempt(task: Task) -> TaskResult:
     return execute(task)
 
 
+def connect_ray(address: str, needed_by: str) -> Any:
+    """The ``ray`` module, connected to ``address`` (``ray`` starts a local runtime).
+
+    Every part of forgeml that runs on Ray (pipeline steps, tuning trials, batch
+    scoring) joins the runtime already started in the process, if any.
+    """
+    try:
+        import ray as ray_module
+    except ImportError as exc:
+        raise ConfigError(f"{needed_by} needs Ray: pip install 'forgeml[ray]'") from exc
+    ray: Any = ray_module
+    if not ray.is_initialized():
+        if address.startswith("ray://"):
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        else:
+            ray.init(logging_level=logging.WARNING, log_to_driver=False)
+    return ray
+
+
 class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str, max_workers: int | None = None) -> None:
-        try:
-            import ray as ray_module
-        except ImportError as exc:
-            raise ConfigError("FORGEML_EXECUTOR=ray needs Ray: pip install 'forgeml[ray]'") from exc
-        ray: Any = ray_module
+        ray = connect_ray(address, "FORGEML_EXECUTOR=ray")
         self.ray = ray
-        if not ray.is_initialized():
-            if address.startswith("ray://"):
-                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-            else:
-                ray.init(logging_level=logging.WARNING, log_to_driver=False)
         self.name = "ray" if address == "ray" else address
         total = float(ray.cluster_resources().get("CPU", 1.0))
         self.capacity = float(max_workers) if max_workers else total

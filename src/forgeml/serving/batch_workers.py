@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from forgeml.errors import ConfigError, ForgeMLError, ServingError
+from forgeml.errors import ForgeMLError, ServingError
 from forgeml.serving.batch_convert import check_schema, check_values, model_input, output_columns
 from forgeml.serving.batch_io import FilePart
 from forgeml.serving.runtime import LoadedModel, ResolvedModel, example_rows
@@ -258,20 +258,10 @@ class RayActors:
     """``workers`` Ray actors of one CPU each; chunks travel through Ray's object store."""
 
     def __init__(self, job: ScoringJob, workers: int, address: str) -> None:
-        import logging
-
-        try:
-            import ray as ray_module
-        except ImportError as exc:
-            raise ConfigError("the Ray executor needs Ray: pip install 'forgeml[ray]'") from exc
+        from forgeml.pipelines.ray_executor import connect_ray
         from forgeml.pipelines.worker import settings_env
 
-        ray: Any = ray_module
-        if not ray.is_initialized():
-            if address.startswith("ray://"):
-                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-            else:
-                ray.init(logging_level=logging.WARNING, log_to_driver=False)
+        ray = connect_ray(address, "the Ray executor")
         self.ray = ray
         self.name = "ray" if address == "ray" else address
         actor = ray.remote(num_cpus=1, max_restarts=0)(_RayScorer)

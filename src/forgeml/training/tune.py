@@ -563,22 +563,9 @@ class _Ray(_Runner):
     """Ray tasks of one CPU each, on the runtime the Ray executor would use."""
 
     def __init__(self, address: str) -> None:
-        import logging
+        from forgeml.pipelines.ray_executor import connect_ray
 
-        try:
-            import ray as ray_module
-        except ImportError as exc:
-            from forgeml.errors import ConfigError
-
-            raise ConfigError(
-                "parallel trials with FORGEML_EXECUTOR=ray need Ray: pip install 'forgeml[ray]'"
-            ) from exc
-        ray: Any = ray_module
-        if not ray.is_initialized():
-            if address.startswith("ray://"):
-                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-            else:
-                ray.init(logging_level=logging.WARNING, log_to_driver=False)
+        ray = connect_ray(address, "parallel trials with FORGEML_EXECUTOR=ray")
         self.ray = ray
         self.remote = ray.remote(_worker_trial).options(num_cpus=1, max_retries=0)
         self.pending: dict[Any, _Spec] = {}
