@@ -292,9 +292,13 @@ class ModelServer:
         try:
             handle.batcher.admit(0, live.spec.timeout_ms / 1000.0)
         except Overloaded as exc:
-            self.metrics.errors.labels(name, "champion", "overloaded").inc()
-            raise PredictError(503, f"overloaded: {exc}", retry_after=1.0) from None
+            raise self._shed(name, "champion", exc) from None
         return live
+
+    def _shed(self, deployment: str, role: str, reason: Overloaded) -> PredictError:
+        """The 503 a refused request gets, counted."""
+        self.metrics.errors.labels(deployment, role, "overloaded").inc()
+        return PredictError(503, f"overloaded: {reason}", retry_after=1.0)
 
     async def predict(
         self, name: str, rows: Rows, request_id: str, key: str | None = None
@@ -345,8 +349,7 @@ class ModelServer:
             # Before validation: a request that will be refused should cost nothing more.
             handle.batcher.admit(rows.count, deadline)
         except Overloaded as exc:
-            self.metrics.errors.labels(spec.name, handle.role, "overloaded").inc()
-            raise PredictError(503, f"overloaded: {exc}", retry_after=1.0) from None
+            raise self._shed(spec.name, handle.role, exc) from None
         checked = handle.model.inputs.check(rows)  # RequestError: the caller's fault, 422
         if not handle.breaker.allow():
             return await self._fallback(live, rows, f"circuit open: {handle.breaker.reason}")
@@ -355,8 +358,7 @@ class ModelServer:
             async with asyncio.timeout(deadline):
                 outputs = await handle.batcher.submit(checked, checked.count, ticket)
         except Overloaded as exc:
-            self.metrics.errors.labels(spec.name, handle.role, "overloaded").inc()
-            raise PredictError(503, f"overloaded: {exc}", retry_after=1.0) from None
+            raise self._shed(spec.name, handle.role, exc) from None
         except TimeoutError:
             # Only a model call that used most of the time says the model is sick; a
             # request that spent it waiting in the queue says the server is busy.
