@@ -281,8 +281,8 @@ class ModelServer:
             raise PredictError(404, f"no deployment named {name!r} here (serving: {served})")
         return live
 
-    def admit(self, name: str) -> LiveDeployment:
-        """The deployment, if its champion's queue can take a request now; else 503.
+    def admit(self, name: str) -> None:
+        """Refuse (404, 503) a request its deployment's champion cannot take now.
 
         Called before a request's body is read: under overload, refusing must cost less
         than answering, or the refusals themselves starve the model.
@@ -293,7 +293,6 @@ class ModelServer:
             handle.batcher.admit(0, live.spec.timeout_ms / 1000.0)
         except Overloaded as exc:
             raise self._shed(name, "champion", exc) from None
-        return live
 
     def _shed(self, deployment: str, role: str, reason: Overloaded) -> PredictError:
         """The 503 a refused request gets, counted."""
