@@ -196,6 +196,51 @@ def test_prediction_log_holds_every_row_with_inputs_output_and_latency(home: Pat
     assert fm.serving.predictions("clf", since=time.time() + 60).num_rows == 0
 
 
+def test_logged_inputs_are_what_each_request_sent(home: Path) -> None:
+    """Rows scored together in one micro-batch are logged from the batch's matrix:
+    each request keeps its own values, exactly; a request with a field the model does
+    not take keeps that field in the log too. A null the model cannot take fails that
+    request alone, not the others that shared its model call."""
+    register_versions(count=1)
+    frame, _ = table(40, seed=9)
+    sent = frame.to_dict("records")
+    sent[3]["f2"] = None
+    started = time.time()
+
+    async def main() -> None:
+        async with running(spec(max_wait_ms=20)) as (client, _server):
+            calls = [
+                client.post(PREDICT.format("clf"), json={"inputs": row, "id": f"one-{i}"})
+                for i, row in enumerate(sent[:30])
+            ]
+            calls.append(
+                client.post(PREDICT.format("clf"), json={"inputs": sent[30:], "id": "many"})
+            )
+            extra = {**sent[0], "note": "from the web form"}
+            calls.append(client.post(PREDICT.format("clf"), json={"inputs": extra, "id": "extra"}))
+            replies = await asyncio.gather(*calls)
+            failed = [i for i, reply in enumerate(replies) if reply.status_code != 200]
+            assert failed == [3], [replies[i].text for i in failed]
+            assert "failed" in replies[3].json()["error"]
+
+    asyncio.run(main())
+    import orjson
+
+    logged = {
+        (r["request_id"], r["row"]): orjson.loads(r["inputs"])
+        for r in fm.serving.predictions("clf", since=started).to_pylist()
+    }
+    assert len(logged) == 41
+    for i, row in enumerate(sent[:30]):
+        assert logged[(f"one-{i}", 0)] == row
+    for i, row in enumerate(sent[30:]):
+        assert logged[("many", i)] == row
+    assert logged[("one-3", 0)]["f2"] is None
+    statuses = {r["request_id"]: r["status"] for r in fm.serving.predictions("clf").to_pylist()}
+    assert statuses["one-3"] == 503 and statuses["one-4"] == 200
+    assert logged[("extra", 0)] == {**sent[0], "note": "from the web form"}
+
+
 def _break(server: ModelServer, role: str, *, sleep: float = 0.0, error: bool = True) -> None:
     handle = server.deployments["clf"].handles[role]
     real = handle.batcher.call

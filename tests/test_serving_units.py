@@ -437,3 +437,51 @@ def test_prediction_log_rows_encode_the_same_by_duckdb_or_row_by_row() -> None:
     outputs = [{"": [[0.1, 0.9]]}, None, {"": [[1.0, 0.0]]}]
     assert _json_rows(outputs, [1, 1, 1], bare=True).to_pylist() == ["[0.1,0.9]", None, "[1.0,0.0]"]
     assert _json_rows([None, None], [1, 2]).to_pylist() == [None, None, None]
+
+
+def test_logged_rows_are_taken_from_the_batch_matrices_in_request_order() -> None:
+    import numpy as np
+
+    from forgeml.serving.prediction_log import _rows_of_blocks
+
+    names = ("a", "b")
+    first = np.arange(10.0).reshape(5, 2)
+    second = 100 + np.arange(6.0).reshape(3, 2)
+    blocks = [(names, second, 1), (names, first, 0), (names, first, 3), (names, second, 0)]
+    matrix = _rows_of_blocks(blocks, [2, 3, 1, 1])
+    expected = np.vstack([second[1:3], first[0:3], first[3:4], second[0:1]])
+    assert np.array_equal(matrix, expected.T) and matrix.flags.c_contiguous
+    ones = _rows_of_blocks([(names, first, 4), (names, second, 2)], [1, 1])
+    assert np.array_equal(ones, np.vstack([first[4], second[2]]).T)
+
+
+def test_a_request_the_model_fails_on_fails_alone_not_its_batch() -> None:
+    calls: list[list[int]] = []
+
+    def call(payloads: Sequence[int]) -> list[int]:
+        calls.append(list(payloads))
+        if any(p < 0 for p in payloads):
+            raise ValueError("negative input")
+        return [p * 10 for p in payloads]
+
+    batcher: MicroBatcher[int] = MicroBatcher(call, name="t", max_batch_size=8)
+    payloads = [1, 2, -3, 4, 5, 6, 7, 8]
+    outcomes = batcher._answer(payloads)
+    assert [o if isinstance(o, int) else "failed" for o in outcomes] == [
+        10, 20, "failed", 40, 50, 60, 70, 80,
+    ]  # fmt: skip
+    assert len(calls) == 1 + 2 + 2 + 2  # the batch, then two calls per halving
+
+    calls.clear()
+    everything = batcher._answer([-1, -2, -3, -4, -5, -6])
+    assert all(not isinstance(o, int) for o in everything)
+    assert len(calls) == 3  # a model failing on both halves is not split further
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(batcher.submit(p, 1)) for p in (5, -1, 6)]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert results[0] == 50 and results[2] == 60
+        assert isinstance(results[1], ValueError)
+        await batcher.close()
+
+    asyncio.run(main())

@@ -15,6 +15,13 @@ that are given fast, keeps a burst of load from looking like a sick model to the
 circuit breaker, and keeps a storm of retries from starving the model of the CPU it
 needs to catch up. Both rules use what was measured (call times, waiting times), never
 an extrapolation to call sizes not yet seen.
+
+A failed call is not the whole batch's failure: one request with a value the model
+chokes on (a NaN for a model that takes none) would otherwise fail every request it
+happened to share a call with. The batch is split in halves until the request at fault
+is alone, so only it gets the error, at a cost of two calls per halving. When both
+halves of a split fail, the model is taken to fail on everything, and every request
+of that part gets the error without further calls.
 """
 
 from __future__ import annotations
@@ -39,6 +46,11 @@ class Ticket:
     """What a caller learns about its request: did a model call pick it up, and when."""
 
     started_at: float | None = None
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
 
 
 @dataclass
@@ -147,24 +159,64 @@ class MicroBatcher(Generic[P]):
             for item in batch:
                 item.ticket.started_at = began
             try:
-                answers = await loop.run_in_executor(
-                    self._executor, self.call, [item.payload for item in batch]
+                outcomes = await loop.run_in_executor(
+                    self._executor, self._answer, [item.payload for item in batch]
                 )
                 took = time.perf_counter() - began
                 last = self.call_seconds
                 self.call_seconds = took if last is None else 0.8 * last + 0.2 * took
-            except Exception as exc:
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-            else:
-                for item, answer in zip(batch, answers, strict=True):
-                    if not item.future.done():
-                        item.future.set_result(answer)
+            except Exception as exc:  # not the model's answers: the executor is gone
+                outcomes = [_Failed(exc)] * len(batch)
+            try:
+                for item, outcome in zip(batch, outcomes, strict=True):
+                    if item.future.done():
+                        continue
+                    if isinstance(outcome, _Failed):
+                        item.future.set_exception(outcome.error)
+                    else:
+                        item.future.set_result(outcome)
             finally:
                 if self.on_batch is not None:
                     self.on_batch(self.running)
                 self.running = 0
+
+    def _answer(self, payloads: list[P]) -> list[Any]:
+        """Each payload's answer, or _Failed for those the model fails on (see module)."""
+        try:
+            return self._checked_call(payloads)
+        except Exception as exc:
+            if len(payloads) == 1:
+                return [_Failed(exc)]
+            return self._split(payloads, exc)
+
+    def _split(self, payloads: list[P], error: Exception) -> list[Any]:
+        """Answers of the halves of a batch that failed; when both halves fail too, the
+        model fails on everything (it is sick, not a request) and so does every payload."""
+        middle = len(payloads) // 2
+        halves = (payloads[:middle], payloads[middle:])
+        results: list[list[Any] | Exception] = []
+        for half in halves:
+            try:
+                results.append(self._checked_call(half))
+            except Exception as exc:
+                results.append(exc)
+        if all(isinstance(result, Exception) for result in results):
+            return [_Failed(error)] * len(payloads)
+        answers: list[Any] = []
+        for half, result in zip(halves, results, strict=True):
+            if not isinstance(result, Exception):
+                answers.extend(result)
+            elif len(half) == 1:
+                answers.append(_Failed(result))
+            else:
+                answers.extend(self._split(half, result))
+        return answers
+
+    def _checked_call(self, payloads: list[P]) -> list[Any]:
+        answers = list(self.call(payloads))
+        if len(answers) != len(payloads):
+            raise RuntimeError(f"{len(answers)} answers for {len(payloads)} requests")
+        return answers
 
     async def _fill(self, deadline: float) -> None:
         """Wait (up to ``deadline``) for the queue to hold a full batch."""

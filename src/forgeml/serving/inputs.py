@@ -37,6 +37,12 @@ class Rows:
     count: int
     columns: dict[str, list[Any]] | None = None
     tensor: np.ndarray | None = None
+    # The request these checked rows came from, when they hold all of its fields.
+    origin: Rows | None = None
+    # Where the rows sit in the float matrix of the micro-batch that scored them:
+    # (column names, matrix, first row). The prediction log takes whole matrices from
+    # here instead of gathering 30 Python floats per request a second time.
+    block: tuple[tuple[str, ...], np.ndarray, int] | None = None
 
     def value_rows(self) -> list[Any]:
         """The rows as JSON-ready objects, for the prediction log."""
@@ -225,6 +231,9 @@ class InputSchema:
         self.all_float = bool(self.columns) and all(
             c.family == "float" or (c.family == "int" and not c.nullable) for c in self.columns
         )
+        # Only then does the model's matrix hold the values exactly as the request sent them.
+        self.only_float = bool(self.columns) and all(c.family == "float" for c in self.columns)
+        self.names_key = tuple(self.names)
         self._column_index: Any = None
         tensor = self.schema if self.kind == "tensor" and self.schema else {}
         self.tensor_dtype = str(tensor["dtype"]) if "dtype" in tensor else None
@@ -273,7 +282,8 @@ class InputSchema:
                         column.name,
                     )
             checked[column.name] = values
-        return Rows(rows.count, columns=checked)
+        origin = rows if len(given) == len(checked) else None
+        return Rows(rows.count, columns=checked, origin=origin)
 
     def _check_tensor(self, rows: Rows) -> Rows:
         if rows.tensor is None:
@@ -318,10 +328,20 @@ class InputSchema:
             if self._column_index is None:  # built once: pandas takes ~50 us to build it
                 self._column_index = pd.Index(names)
             frame = pd.DataFrame(matrix, columns=self._column_index, copy=False)
+            if self.only_float:
+                _mark_blocks(parts, self.names_key, matrix)
             if self.int_kinds:
                 frame = frame.astype(self.int_kinds)
             return frame.astype(self.narrow_floats) if self.narrow_floats else frame
         return pd.DataFrame({name: _series(merged[name], self.by_name.get(name)) for name in names})
+
+
+def _mark_blocks(parts: Sequence[Rows], names: tuple[str, ...], matrix: np.ndarray) -> None:
+    start = 0
+    for part in parts:
+        if part.origin is not None:
+            part.origin.block = (names, matrix, start)
+        start += part.count
 
 
 def _series(values: list[Any], column: _Column | None) -> Any:

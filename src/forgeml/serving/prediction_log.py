@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
@@ -132,10 +132,9 @@ class PredictionLog:
         """Write everything buffered now (the writer thread does this on its own, too)."""
         records: list[LoggedRequest] = []
         while self._buffer:
-            record = self._buffer.popleft()
-            with self._count_lock:
-                self.buffered_rows -= record.rows.count
-            records.append(record)
+            records.append(self._buffer.popleft())
+        with self._count_lock:
+            self.buffered_rows -= sum(record.rows.count for record in records)
         by_deployment: dict[str, list[LoggedRequest]] = {}
         for record in records:
             by_deployment.setdefault(record.deployment, []).append(record)
@@ -158,26 +157,24 @@ class PredictionLog:
         from forgeml import backend
 
         counts = [record.rows.count for record in records]
+        # One pass in C over the records for the per-request fields, not one per field.
+        fields = zip(*map(_per_request, records), strict=True)
+        per_request = dict(zip(_PER_REQUEST, fields, strict=True))
         columns: dict[str, Any] = {
-            "request_id": _repeat([r.request_id for r in records], counts),
+            name: _repeat(list(per_request[name]), counts) for name in _PER_REQUEST[:5]
+        }
+        columns |= {
             "row": [index for count in counts for index in range(count)],
-            "at": _repeat([r.at for r in records], counts),
             "deployment": [deployment] * sum(counts),
-            "arm": _repeat([r.arm for r in records], counts),
-            "model": _repeat([r.model for r in records], counts),
-            "version": _repeat([r.version for r in records], counts),
-            "inputs": _json_rows([_input_columns(r.rows) for r in records], counts),
+            "inputs": _inputs_json(records, counts),
             "features": _json_rows([r.features for r in records], counts),
             "output": _json_rows(
                 [None if r.outputs is None else {"": list(r.outputs)} for r in records],
                 counts,
                 bare=True,
             ),
-            "latency_ms": _repeat([r.latency_ms for r in records], counts),
-            "fallback": _repeat([r.fallback for r in records], counts),
-            "shadow": _repeat([r.shadow for r in records], counts),
-            "status": _repeat([r.status for r in records], counts),
         }
+        columns |= {name: _repeat(list(per_request[name]), counts) for name in _PER_REQUEST[5:]}
         models = {f"{r.model}/{r.version}" for r in records if r.model is not None}
         schema = log_schema()
         table = pa.table(
@@ -231,11 +228,81 @@ class PredictionLog:
         self._thread.join()
 
 
+_PER_REQUEST = (
+    "request_id", "at", "arm", "model", "version", "latency_ms", "fallback", "shadow", "status",
+)  # fmt: skip
+_per_request = attrgetter(*_PER_REQUEST)
+
+
 def _repeat(values: list[Any], counts: list[int]) -> list[Any]:
     """Each request's value once per row it carried (one-row requests: the list itself)."""
     if all(count == 1 for count in counts):
         return values
     return list(chain.from_iterable(map(repeat, values, counts)))
+
+
+def _inputs_json(records: list[LoggedRequest], counts: list[int]) -> Any:
+    """The ``inputs`` column. Requests scored from a float matrix (the common case of a
+    float signature) are taken from the micro-batches' matrices, the others (refused,
+    extra fields, other types) from their own values; then put back in request order."""
+    import numpy as np
+    import pyarrow as pa
+
+    groups: dict[tuple[str, ...] | None, list[int]] = {}
+    for position, record in enumerate(records):
+        block = record.rows.block
+        groups.setdefault(None if block is None else block[0], []).append(position)
+    if list(groups) == [None]:
+        return _json_rows([_input_columns(r.rows) for r in records], counts)
+    pieces = []
+    order: list[Any] = []
+    single_rows = all(count == 1 for count in counts)
+    starts = np.cumsum([0, *counts])
+    for names, positions in groups.items():
+        chosen = [records[p] for p in positions]
+        sizes = [counts[p] for p in positions]
+        encoded = None
+        if names is not None:
+            matrix = _rows_of_blocks([r.rows.block for r in chosen], sizes)  # type: ignore[misc]
+            arrays = [pa.array(column, from_pandas=True) for column in matrix]  # NaN: null
+            encoded = _json_of_arrays(arrays, names, bare=False)
+        if encoded is None:
+            encoded = _json_rows([_input_columns(r.rows) for r in chosen], sizes)
+        pieces.append(encoded)
+        if single_rows:
+            order.append(np.asarray(positions, np.int64))
+        else:
+            order.extend(np.arange(starts[p], starts[p] + counts[p]) for p in positions)
+    if len(pieces) == 1:
+        return pieces[0]
+    where = np.empty(int(starts[-1]), np.int64)  # row k of the pieces goes to order[k]
+    where[np.concatenate(order)] = np.arange(int(starts[-1]))
+    return pa.concat_arrays(pieces).take(pa.array(where))
+
+
+def _rows_of_blocks(blocks: list[tuple[tuple[str, ...], Any, int]], counts: list[int]) -> Any:
+    """The logged rows as one column-major matrix, taken from the batches' matrices."""
+    import numpy as np
+
+    bases: dict[int, int] = {}
+    matrices = []
+    total = 0
+    for _names, matrix, _start in blocks:
+        if id(matrix) not in bases:
+            bases[id(matrix)] = total
+            matrices.append(matrix)
+            total += len(matrix)
+    firsts = np.fromiter(
+        (bases[id(matrix)] + start for _names, matrix, start in blocks), np.int64, len(blocks)
+    )
+    if all(count == 1 for count in counts):
+        index = firsts
+    else:
+        sizes = np.asarray(counts, np.int64)
+        ends = np.cumsum(sizes)
+        index = np.repeat(firsts - (ends - sizes), sizes) + np.arange(int(ends[-1]))
+    stacked = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
+    return np.ascontiguousarray(stacked[index].T)
 
 
 def _input_columns(rows: Rows) -> dict[str, list[Any]] | None:
@@ -286,17 +353,23 @@ _DUCKDB_LOCK = threading.Lock()
 
 
 def _json_by_duckdb(parts: list[dict[str, list[Any]] | None], names: list[str], bare: bool) -> Any:
+
+    arrays = []
+    for name in names:
+        array = _arrow(list(chain.from_iterable(map(itemgetter(name), parts))))  # type: ignore[arg-type]
+        if array is None:
+            return None
+        arrays.append(array)
+    return _json_of_arrays(arrays, names, bare)
+
+
+def _json_of_arrays(arrays: list[Any], names: Sequence[str], bare: bool) -> Any:
+    """``to_json`` of each row of the columns ``arrays`` (or of the single value: ``bare``)."""
     global _DUCKDB
     import duckdb
     import pyarrow as pa
 
-    arrays = {}
-    for position, name in enumerate(names):
-        array = _arrow(list(chain.from_iterable(map(itemgetter(name), parts))))  # type: ignore[arg-type]
-        if array is None:
-            return None
-        arrays[f"c{position}"] = array
-    table = pa.table(arrays)
+    table = pa.table({f"c{position}": array for position, array in enumerate(arrays)})
     fields = ", ".join(f"{_sql_text(name)}: c{position}" for position, name in enumerate(names))
     expression = "to_json(c0)" if bare else f"to_json({{{fields}}})"
     with _DUCKDB_LOCK:
