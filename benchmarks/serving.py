@@ -512,6 +512,8 @@ def venv_python(venv: Path) -> Path:
 
 
 def distribution_version(python: Path, name: str) -> str | None:
+    if not python.exists():  # a tool not installed for this run
+        return None
     done = subprocess.run(
         [str(python), "-c", f"import importlib.metadata as m; print(m.version({name!r}))"],
         capture_output=True,

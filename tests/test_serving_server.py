@@ -241,6 +241,58 @@ def test_logged_inputs_are_what_each_request_sent(home: Path) -> None:
     assert logged[("extra", 0)] == {**sent[0], "note": "from the web form"}
 
 
+def test_the_log_writes_every_kind_of_request_in_order(home: Path) -> None:
+    """Batch-matrix rows, JSON rows, tensors, several deployments, failed requests and
+    features, buffered together, come back row for row as each request had them."""
+    import numpy as np
+    import orjson
+
+    from forgeml.serving.inputs import Rows
+    from forgeml.serving.prediction_log import LoggedRequest, PredictionLog
+
+    names = ("a", "b")
+    matrix = np.array([[1.5, 2.0], [3.0, np.nan], [5.0, 6.0]])
+
+    def block_rows(start: int, count: int) -> Rows:
+        columns = {n: matrix[start : start + count, i].tolist() for i, n in enumerate(names)}
+        rows = Rows(count, columns=columns)
+        rows.block = (names, matrix, start)
+        return rows
+
+    requests = [
+        ("r1", "clf", block_rows(0, 1), None, [1]),
+        ("r2", "clf", Rows(2, columns={"a": [7.0, 8.0], "c": ["x", "y"]}), None, [0, 1]),
+        ("r3", "clf", block_rows(1, 2), {"f": [10, 11]}, [[0.1, 0.9], [0.8, 0.2]]),
+        ("r4", "other", Rows(1, tensor=np.array([[1, 2, 3]])), None, None),
+        ("r5", "clf", Rows(1, columns={"a": ["oops"]}), {"f": [12]}, None),
+    ]
+    log = PredictionLog(flush_seconds=3600)
+    for request_id, deployment, rows, features, outputs in requests:
+        log.append(
+            LoggedRequest(
+                request_id, 100.0, deployment, "champion", "clf", 1, rows, features,
+                outputs, 1.0, False, False, 200 if outputs is not None else 422,
+            )
+        )  # fmt: skip
+    log.close()
+    clf = fm.serving.predictions("clf").to_pylist()
+    got = [
+        (r["request_id"], r["row"], orjson.loads(r["inputs"]), r["output"], r["features"])
+        for r in clf
+    ]
+    assert got == [
+        ("r1", 0, {"a": 1.5, "b": 2.0}, "1", None),
+        ("r2", 0, {"a": 7.0, "c": "x"}, "0", None),
+        ("r2", 1, {"a": 8.0, "c": "y"}, "1", None),
+        ("r3", 0, {"a": 3.0, "b": None}, "[0.1,0.9]", '{"f":10}'),
+        ("r3", 1, {"a": 5.0, "b": 6.0}, "[0.8,0.2]", '{"f":11}'),
+        ("r5", 0, {"a": "oops"}, None, '{"f":12}'),
+    ]
+    other = fm.serving.predictions("other").to_pylist()
+    assert [(r["inputs"], r["output"], r["status"]) for r in other] == [("[1,2,3]", None, 422)]
+    assert log.written_rows == 7 and log.buffered_rows == 0 and log.dropped_rows == 0
+
+
 def _break(server: ModelServer, role: str, *, sleep: float = 0.0, error: bool = True) -> None:
     handle = server.deployments["clf"].handles[role]
     real = handle.batcher.call

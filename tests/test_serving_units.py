@@ -420,38 +420,38 @@ def test_sticky_buckets_are_stable_and_spread_evenly() -> None:
 def test_prediction_log_rows_encode_the_same_by_duckdb_or_row_by_row() -> None:
     import orjson
 
-    from forgeml.serving.prediction_log import _json_rows
+    from forgeml.serving.log_encoding import json_rows
 
     typed = [
         {"a": [0.5, float("nan")], "b": ["x", 'q"uote']},
         {"a": [2, None], "b": ["é", None]},
     ]
     mixed = [{"a": [0.5, "text"], "b": [1, 2]}]  # Arrow cannot type "a": row by row
-    assert [orjson.loads(t) for t in _json_rows(typed, [2, 2]).to_pylist()] == [
+    assert [orjson.loads(t) for t in json_rows(typed, [2, 2]).to_pylist()] == [
         {"a": 0.5, "b": "x"},
         {"a": None, "b": 'q"uote'},  # NaN is null in JSON
         {"a": 2.0, "b": "é"},
         {"a": None, "b": None},
     ]
-    assert _json_rows(mixed, [2]).to_pylist() == ['{"a":0.5,"b":1}', '{"a":"text","b":2}']
+    assert json_rows(mixed, [2]).to_pylist() == ['{"a":0.5,"b":1}', '{"a":"text","b":2}']
     outputs = [{"": [[0.1, 0.9]]}, None, {"": [[1.0, 0.0]]}]
-    assert _json_rows(outputs, [1, 1, 1], bare=True).to_pylist() == ["[0.1,0.9]", None, "[1.0,0.0]"]
-    assert _json_rows([None, None], [1, 2]).to_pylist() == [None, None, None]
+    assert json_rows(outputs, [1, 1, 1], bare=True).to_pylist() == ["[0.1,0.9]", None, "[1.0,0.0]"]
+    assert json_rows([None, None], [1, 2]).to_pylist() == [None, None, None]
 
 
 def test_logged_rows_are_taken_from_the_batch_matrices_in_request_order() -> None:
     import numpy as np
 
-    from forgeml.serving.prediction_log import _rows_of_blocks
+    from forgeml.serving.log_encoding import rows_of_blocks
 
     names = ("a", "b")
     first = np.arange(10.0).reshape(5, 2)
     second = 100 + np.arange(6.0).reshape(3, 2)
     blocks = [(names, second, 1), (names, first, 0), (names, first, 3), (names, second, 0)]
-    matrix = _rows_of_blocks(blocks, [2, 3, 1, 1])
+    matrix = rows_of_blocks(blocks, [2, 3, 1, 1])
     expected = np.vstack([second[1:3], first[0:3], first[3:4], second[0:1]])
     assert np.array_equal(matrix, expected.T) and matrix.flags.c_contiguous
-    ones = _rows_of_blocks([(names, first, 4), (names, second, 2)], [1, 1])
+    ones = rows_of_blocks([(names, first, 4), (names, second, 2)], [1, 1])
     assert np.array_equal(ones, np.vstack([first[4], second[2]]).T)
 
 
