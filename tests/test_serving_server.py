@@ -293,6 +293,68 @@ def test_the_log_writes_every_kind_of_request_in_order(home: Path) -> None:
     assert log.written_rows == 7 and log.buffered_rows == 0 and log.dropped_rows == 0
 
 
+def _logged(request_id: str, rows: int, deployment: str = "clf") -> Any:
+    from forgeml.serving.inputs import Rows
+    from forgeml.serving.prediction_log import LoggedRequest
+
+    columns = {"a": [float(i) for i in range(rows)]}
+    return LoggedRequest(
+        request_id, time.time(), deployment, "champion", "clf", 1, Rows(rows, columns=columns),
+        None, [0] * rows, 1.0, False, False, 200,
+    )  # fmt: skip
+
+
+def test_a_full_log_buffer_drops_and_counts_never_blocks(home: Path) -> None:
+    from forgeml.serving.prediction_log import PredictionLog
+
+    dropped: list[int] = []
+    log = PredictionLog(max_rows=3, flush_seconds=3600, on_dropped=dropped.append)
+    assert log.append(_logged("a", 2))
+    assert not log.append(_logged("b", 2))  # 4 rows would pass the bound of 3
+    assert log.append(_logged("c", 1))
+    log.close()
+    assert dropped == [2] and log.dropped_rows == 2 and log.written_rows == 3
+    ids = [r["request_id"] for r in fm.serving.predictions("clf").to_pylist()]
+    assert ids == ["a", "a", "c"]
+
+
+def test_the_log_counts_what_the_store_refused_and_indexes_late_when_the_database_was_down(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forgeml.serving.prediction_log import PredictionLog
+
+    dropped: list[int] = []
+    log = PredictionLog(flush_seconds=3600, on_dropped=dropped.append)
+    store = backend.artifact_store()
+    real_put = store.put_bytes
+
+    def full_disk(data: bytes) -> Any:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(store, "put_bytes", full_disk)
+    log.append(_logged("lost", 2))
+    log.flush()
+    assert dropped == [2] and log.dropped_rows == 2 and log.written_rows == 0
+
+    monkeypatch.setattr(store, "put_bytes", real_put)
+    repository = backend.deployments()
+    real_add = repository.add_log_file
+
+    def database_down(*args: Any) -> None:
+        raise ConnectionError("database is down")
+
+    monkeypatch.setattr(repository, "add_log_file", database_down)
+    log.append(_logged("kept", 1))
+    log.flush()  # written to the store, waiting to be indexed
+    assert log.written_rows == 1 and fm.serving.predictions("clf").num_rows == 0
+
+    monkeypatch.setattr(repository, "add_log_file", real_add)
+    log.append(_logged("later", 1))
+    log.close()
+    ids = [r["request_id"] for r in fm.serving.predictions("clf").to_pylist()]
+    assert sorted(ids) == ["kept", "later"] and dropped == [2]
+
+
 def _break(server: ModelServer, role: str, *, sleep: float = 0.0, error: bool = True) -> None:
     handle = server.deployments["clf"].handles[role]
     real = handle.batcher.call
