@@ -591,13 +591,11 @@ def tool_env(workdir: Path) -> dict[str, str]:
     return env
 
 
-def prepare(workdir: Path, tools: Sequence[str]) -> Data:
-    """Train the model (and a second version for the canary) and save it for ``tools``."""
-    import pickle
-
+def training_table() -> tuple[Any, Any, Any]:
+    """The seeded table the serving benchmarks train on: training rows, their labels and
+    held-out rows. ``streaming.py`` trains on it too, so both serve the same model."""
     import pandas as pd
     from sklearn.datasets import make_classification
-    from sklearn.ensemble import GradientBoostingClassifier
 
     features, labels = make_classification(
         n_samples=TRAIN_ROWS + HELD_ROWS,
@@ -607,15 +605,24 @@ def prepare(workdir: Path, tools: Sequence[str]) -> Data:
         random_state=SEED,
     )
     frame = pd.DataFrame(features, columns=list(FEATURES))
-    train, held = frame.iloc[:TRAIN_ROWS], frame.iloc[TRAIN_ROWS:]
+    return frame.iloc[:TRAIN_ROWS], labels[:TRAIN_ROWS], frame.iloc[TRAIN_ROWS:]
+
+
+def prepare(workdir: Path, tools: Sequence[str]) -> Data:
+    """Train the model (and a second version for the canary) and save it for ``tools``."""
+    import pickle
+
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    train, train_labels, held = training_table()
     started = time.perf_counter()
     model = GradientBoostingClassifier(n_estimators=100, random_state=SEED)
-    model.fit(train, labels[:TRAIN_ROWS])
+    model.fit(train, train_labels)
     log(f"  trained in {time.perf_counter() - started:.1f} s")
     # Version 2, for the canary: other hyperparameters, so some answers differ.
     model_v2 = GradientBoostingClassifier(
         n_estimators=100, learning_rate=0.05, max_depth=2, random_state=SEED + 1
-    ).fit(train, labels[:TRAIN_ROWS])
+    ).fit(train, train_labels)
     example = train.iloc[:5]
     with (workdir / "model.pkl").open("wb") as handle:
         pickle.dump(model, handle)

@@ -39,10 +39,6 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 NATS_URL = "nats://127.0.0.1:4222"
 
 MODEL_NAME = "bench"
-FEATURES = tuple(f"x{i}" for i in range(30))
-SEED = 20_261_123
-TRAIN_ROWS = 5_000
-HELD_ROWS = 2_000
 BATCH = 64
 WARMUP_MESSAGES = 256
 BROKERS = ("redis", "nats", "memory")
@@ -55,23 +51,14 @@ def log(message: str) -> None:
 def prepare() -> tuple[list[bytes], list[int], Any]:
     """Train and register the model; the request bodies and the answers they must get."""
     import orjson
-    import pandas as pd
-    from sklearn.datasets import make_classification
     from sklearn.ensemble import GradientBoostingClassifier
 
     import forgeml as fm
+    from serving import SEED, training_table
 
-    features, labels = make_classification(
-        n_samples=TRAIN_ROWS + HELD_ROWS,
-        n_features=len(FEATURES),
-        n_informative=12,
-        n_redundant=6,
-        random_state=SEED,
-    )
-    frame = pd.DataFrame(features, columns=list(FEATURES))
-    train, held = frame.iloc[:TRAIN_ROWS], frame.iloc[TRAIN_ROWS:]
+    train, train_labels, held = training_table()
     model = GradientBoostingClassifier(n_estimators=100, random_state=SEED)
-    model.fit(train, labels[:TRAIN_ROWS])
+    model.fit(train, train_labels)
     fm.log_model(model, MODEL_NAME, example=train.iloc[:5], run_id=None)
     fm.set_alias(MODEL_NAME, "champion", 1)
     bodies = [orjson.dumps(row) for row in held.to_dict(orient="records")]
